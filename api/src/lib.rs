@@ -1,0 +1,1 @@
+//! Kubernetes-compatible manifest types, JSON Schema and validation. No I/O.
