@@ -7,3 +7,4 @@
 
 pub mod cgroup;
 pub mod image;
+pub mod logs;
