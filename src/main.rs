@@ -8,6 +8,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // First of all, before clap, tracing or any thread: a re-executed berth may be a
+    // container's shim, which runs and never returns here.
+    berth_runtime::shim::run_if_shim();
     let cli = cli::Cli::parse();
     init_tracing(cli.global.log_format);
     match commands::dispatch(cli) {

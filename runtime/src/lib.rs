@@ -6,5 +6,10 @@
 #![allow(unsafe_code)] // The one crate where unsafe is allowed; every block carries a `// SAFETY:`.
 
 pub mod cgroup;
+pub mod container;
 pub mod image;
 pub mod logs;
+pub mod process;
+pub mod rootfs;
+pub mod shim;
+pub mod syscall;

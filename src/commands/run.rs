@@ -1,9 +1,345 @@
-//! `berth run` (work in progress: filled in by its issue).
+//! `berth run`: resolve the image, merge its config with the flags (Kubernetes' override rules),
+//! create and start the container; in the foreground stream its output, proxy signals and exit
+//! with its exit code, detached print its id.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use crate::cli::{GlobalArgs, RunArgs};
+use anyhow::{Context, bail};
+use berth_runtime::cgroup::{CpuQuota, Resources};
+use berth_runtime::container::config::{ImageRef, NamespaceMode, User};
+use berth_runtime::container::{
+    ContainerConfig, ContainerId, CreateOptions, LinuxRuntime, RuntimeConfig, RuntimeError, SignalProxy,
+};
+use berth_runtime::image::{ImageConfig, ImageStore, ResolvedImage};
+use berth_runtime::syscall::{LinuxSyscall, secure_join};
 
-pub fn run(_global: &GlobalArgs, _args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`berth run` is not available yet")
+use crate::cli::{GlobalArgs, NetworkMode, RunArgs};
+
+/// The runtime for the CLI's `--root`/`--run-dir`.
+pub fn runtime(global: &GlobalArgs) -> LinuxRuntime {
+    LinuxRuntime::new(RuntimeConfig::new(global.root.clone(), global.run_dir.clone()), Arc::new(LinuxSyscall))
+}
+
+pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let image = ImageStore::open(&global.root)
+        .and_then(|store| store.resolve(&args.image))
+        .with_context(|| format!("image {:?}", args.image))?;
+    let config = container_config(&args, &image)?;
+    let id = config.id.clone();
+    let runtime = runtime(global);
+
+    if args.detach {
+        let created = match runtime.create(config, CreateOptions { detach: true, attach: false }) {
+            Ok(created) => created,
+            Err(err) => return Ok(fail(&err)),
+        };
+        if let Err(err) = runtime.start(&created.id) {
+            let _ = runtime.delete(&created.id, true);
+            return Ok(fail(&err));
+        }
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // Before create: a Ctrl-C from now on is forwarded to the container.
+    let proxy = SignalProxy::install()?;
+    let created = match runtime.create(config, CreateOptions { detach: false, attach: true }) {
+        Ok(created) => created,
+        Err(err) => return Ok(fail(&err)),
+    };
+    let shim = created.shim.context("foreground shim missing")?;
+    if let Err(err) = runtime.start(&id) {
+        let _ = runtime.delete(&id, true);
+        return Ok(fail(&err));
+    }
+    let code = proxy.wait(&runtime, &id, shim)?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+fn fail(err: &RuntimeError) -> ExitCode {
+    eprintln!("berth: {}", error_chain(err));
+    ExitCode::from(err.exit_code().clamp(0, 255) as u8)
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The container's command by Kubernetes' rules: `command` (entrypoint) replaces the image's
+/// Entrypoint and drops its Cmd; `args` replace the Cmd.
+pub fn merge_command(image: &ImageConfig, entrypoint: Option<&str>, args: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut command = match entrypoint {
+        Some(entrypoint) => vec![entrypoint.to_string()],
+        None => image.entrypoint.clone(),
+    };
+    if !args.is_empty() {
+        command.extend(args.iter().cloned());
+    } else if entrypoint.is_none() {
+        command.extend(image.cmd.iter().cloned());
+    }
+    if command.is_empty() || command[0].is_empty() {
+        bail!("no command specified: the image has no Entrypoint or Cmd and none was given");
+    }
+    Ok(command)
+}
+
+/// Image env first, then `-e` (same key replaces; `-e KEY` takes berth's own value, as docker).
+pub fn merge_env(image: &[String], flags: &[String]) -> Vec<String> {
+    let mut env: Vec<String> = image.to_vec();
+    for flag in flags {
+        let entry = match flag.split_once('=') {
+            Some(_) => flag.clone(),
+            None => match std::env::var(flag) {
+                Ok(value) => format!("{flag}={value}"),
+                Err(_) => continue,
+            },
+        };
+        let key = entry.split_once('=').map(|(k, _)| k.to_string()).unwrap_or_default();
+        env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
+        env.push(entry);
+    }
+    env
+}
+
+/// Bytes from `64Mi` (Kubernetes), `64m`/`64M`/`1g` (docker: binary units, so `M` is MiB
+/// here, not Kubernetes' 10^6) or plain bytes.
+pub fn parse_memory(text: &str) -> anyhow::Result<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().with_context(|| format!("invalid memory size {text:?}"))?;
+    let multiplier: u64 = match unit {
+        "" | "b" | "B" => 1,
+        "k" | "K" | "Ki" | "kb" | "KB" => 1 << 10,
+        "m" | "M" | "Mi" | "mb" | "MB" => 1 << 20,
+        "g" | "G" | "Gi" | "gb" | "GB" => 1 << 30,
+        "Ti" | "t" | "T" => 1 << 40,
+        _ => bail!("invalid memory size {text:?}: expected a number with b, k, m, g, Ki, Mi or Gi"),
+    };
+    let bytes = (number * multiplier as f64).round() as u64;
+    if bytes < 6 * 1024 * 1024 {
+        bail!("memory limit {text:?} is below the minimum of 6MiB");
+    }
+    Ok(bytes)
+}
+
+/// CFS quota for `0.5` cores or `500m` millicores (period 100ms, as docker).
+pub fn parse_cpus(text: &str) -> anyhow::Result<CpuQuota> {
+    let cores: f64 = match text.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0),
+        None => text.parse::<f64>(),
+    }
+    .with_context(|| format!("invalid --cpus {text:?}: expected cores (0.5) or millicores (500m)"))?;
+    if !(cores > 0.0) || cores > 1024.0 {
+        bail!("invalid --cpus {text:?}: must be above 0");
+    }
+    let period_us = 100_000;
+    Ok(CpuQuota { quota_us: ((cores * period_us as f64).round() as u64).max(1000), period_us })
+}
+
+/// `uid[:gid]` or names, looked up in the image's /etc/passwd and /etc/group (top layer
+/// first). A uid without gid takes the passwd entry's group, else 0; supplementary groups are
+/// those listing the user's name.
+pub fn resolve_user(spec: &str, layers: &[PathBuf]) -> anyhow::Result<User> {
+    let passwd = read_from_layers(layers, "/etc/passwd");
+    let group = read_from_layers(layers, "/etc/group");
+    let (user_part, group_part) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| {
+        f.len() >= 4 && (f[0] == user_part || f[2] == user_part)
+    });
+    let uid: u32 = match user_part.parse() {
+        Ok(uid) => uid,
+        Err(_) => match &entry {
+            Some(f) => f[2].parse().context("invalid uid in /etc/passwd")?,
+            None => bail!("unable to find user {user_part}: no matching entries in passwd file"),
+        },
+    };
+    let gid: u32 = match group_part {
+        Some(g) => match g.parse() {
+            Ok(gid) => gid,
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .with_context(|| format!("unable to find group {g}: no matching entries in group file"))?,
+        },
+        None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
+    };
+    let name = entry.as_ref().map(|f| f[0].to_string());
+    let additional_gids = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4 && name.as_deref().is_some_and(|n| f[3].split(',').any(|m| m == n)))
+        .filter_map(|f| f[2].parse().ok())
+        .filter(|g| *g != gid)
+        .collect();
+    Ok(User { uid, gid, additional_gids })
+}
+
+fn read_from_layers(layers: &[PathBuf], path: &str) -> String {
+    layers
+        .iter()
+        .rev()
+        .find_map(|layer| std::fs::read_to_string(secure_join(layer, Path::new(path))).ok())
+        .unwrap_or_default()
+}
+
+/// Capability names after `--cap-drop` then `--cap-add` (`ALL` allowed in both), as docker.
+pub fn merge_capabilities(defaults: &[String], add: &[String], drop: &[String]) -> Vec<String> {
+    let canonical = |c: &str| {
+        let upper = c.to_ascii_uppercase();
+        if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") }
+    };
+    let mut caps: Vec<String> = defaults.to_vec();
+    if drop.iter().any(|d| d.eq_ignore_ascii_case("ALL")) {
+        caps.clear();
+    } else {
+        let drop: Vec<String> = drop.iter().map(|d| canonical(d)).collect();
+        caps.retain(|c| !drop.contains(c));
+    }
+    if add.iter().any(|a| a.eq_ignore_ascii_case("ALL")) {
+        return berth_runtime::process::all_capability_names();
+    }
+    for cap in add.iter().map(|a| canonical(a)) {
+        if !caps.contains(&cap) {
+            caps.push(cap);
+        }
+    }
+    caps
+}
+
+fn container_config(args: &RunArgs, image: &ResolvedImage) -> anyhow::Result<ContainerConfig> {
+    let id = ContainerId::generate();
+    let command = merge_command(&image.config, args.entrypoint.as_deref(), &args.args)?;
+    let mut config = ContainerConfig::new(id.clone(), image.layers.clone(), command);
+    config.name = match &args.name {
+        Some(name) => name.clone(),
+        None => id.short().to_string(),
+    };
+    config.image = Some(ImageRef {
+        name: image.name.clone().unwrap_or_else(|| args.image.clone()),
+        manifest_digest: image.manifest_digest.to_string(),
+    });
+    config.labels = image.config.labels.clone();
+    config.rootfs.readonly = args.read_only;
+    config.process.env = merge_env(&image.config.env, &args.env);
+    config.process.cwd = match (&args.workdir, &image.config.working_dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from("/"),
+    };
+    if !config.process.cwd.is_absolute() {
+        bail!("the working directory {:?} is invalid, it needs to be an absolute path", config.process.cwd);
+    }
+    let user = args.user.as_deref().or(image.config.user.as_deref()).filter(|u| !u.is_empty());
+    if let Some(user) = user {
+        config.process.user = resolve_user(user, &image.layers)?;
+    }
+    config.process.capabilities = merge_capabilities(&config.process.capabilities, &args.cap_add, &args.cap_drop);
+    config.hostname = args.hostname.clone();
+    config.namespaces.network = match args.network {
+        NetworkMode::None => NamespaceMode::New,
+        NetworkMode::Host => NamespaceMode::Host,
+    };
+    if let Some(signal) = image.config.stop_signal.as_deref()
+        && let Some(signal) = berth_runtime::container::kill::parse_signal(signal)
+    {
+        config.stop_signal = signal as i32;
+    }
+    config.resources = Resources {
+        memory_limit: args.memory.as_deref().map(parse_memory).transpose()?,
+        cpu_quota: args.cpus.as_deref().map(parse_cpus).transpose()?,
+        cpu_shares: args.cpu_shares,
+        pids_limit: args.pids_limit.filter(|n| *n > 0).map(|n| n as u64),
+    };
+    config.auto_remove = args.rm;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(entrypoint: &[&str], cmd: &[&str]) -> ImageConfig {
+        ImageConfig {
+            entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn command_follows_kubernetes_override_rules() {
+        let img = image(&["/entry"], &["--default"]);
+        assert_eq!(merge_command(&img, None, &[]).unwrap(), ["/entry", "--default"]);
+        assert_eq!(merge_command(&img, None, &strings(&["x"])).unwrap(), ["/entry", "x"]);
+        assert_eq!(merge_command(&img, Some("/bin/sh"), &[]).unwrap(), ["/bin/sh"]);
+        assert_eq!(merge_command(&img, Some("/bin/sh"), &strings(&["-c", "true"])).unwrap(), ["/bin/sh", "-c", "true"]);
+        let cmd_only = image(&[], &["sh"]);
+        assert_eq!(merge_command(&cmd_only, None, &strings(&["echo", "hi"])).unwrap(), ["echo", "hi"]);
+        assert!(merge_command(&image(&[], &[]), None, &[]).is_err());
+    }
+
+    #[test]
+    fn env_flags_override_image_env() {
+        let env = merge_env(&strings(&["PATH=/bin", "A=1"]), &strings(&["A=2", "B=3"]));
+        assert_eq!(env, ["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn sizes_and_cpus_parse_in_both_notations() {
+        assert_eq!(parse_memory("64Mi").unwrap(), 64 << 20);
+        assert_eq!(parse_memory("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_memory("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("10485760").unwrap(), 10 << 20);
+        assert!(parse_memory("1k").is_err(), "below the minimum");
+        assert!(parse_memory("12x").is_err());
+        assert_eq!(parse_cpus("0.5").unwrap(), CpuQuota { quota_us: 50_000, period_us: 100_000 });
+        assert_eq!(parse_cpus("500m").unwrap(), CpuQuota { quota_us: 50_000, period_us: 100_000 });
+        assert_eq!(parse_cpus("2").unwrap().quota_us, 200_000);
+        assert!(parse_cpus("0").is_err());
+        assert!(parse_cpus("lots").is_err());
+    }
+
+    #[test]
+    fn users_resolve_from_the_image_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let lower = dir.path().join("lower");
+        let upper = dir.path().join("upper");
+        std::fs::create_dir_all(lower.join("etc")).unwrap();
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::fs::write(lower.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::fs::write(upper.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n").unwrap();
+        std::fs::write(upper.join("etc/group"), "root:x:0:\nwww:x:33:\nlogs:x:40:www,root\n").unwrap();
+        let layers = vec![lower, upper];
+        assert_eq!(resolve_user("www", &layers).unwrap(), User { uid: 33, gid: 33, additional_gids: vec![40] });
+        assert_eq!(resolve_user("1000", &layers).unwrap(), User { uid: 1000, gid: 0, additional_gids: vec![] });
+        assert_eq!(resolve_user("33:logs", &layers).unwrap(), User { uid: 33, gid: 40, additional_gids: vec![] });
+        assert_eq!(resolve_user("5:6", &layers).unwrap(), User { uid: 5, gid: 6, additional_gids: vec![] });
+        assert!(resolve_user("nobody", &layers).is_err());
+    }
+
+    #[test]
+    fn capabilities_drop_then_add() {
+        let defaults = strings(&["CAP_CHOWN", "CAP_KILL"]);
+        assert_eq!(merge_capabilities(&defaults, &strings(&["net_admin"]), &strings(&["kill"])), ["CAP_CHOWN", "CAP_NET_ADMIN"]);
+        assert_eq!(merge_capabilities(&defaults, &strings(&["CAP_KILL"]), &strings(&["ALL"])), ["CAP_KILL"]);
+        assert!(merge_capabilities(&defaults, &strings(&["ALL"]), &[]).len() > 30);
+    }
 }

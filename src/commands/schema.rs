@@ -1,9 +1,14 @@
-//! `berth schema` (work in progress: filled in by its issue).
+//! `berth schema [KIND]`: prints the JSON Schema (draft 2020-12) of every kind, or of one.
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use crate::cli::SchemaArgs;
 
-pub fn run(_args: SchemaArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`berth schema` is not available yet")
+pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
+    let schema = match &args.kind {
+        Some(kind) => berth_api::schema::for_kind(kind)?,
+        None => berth_api::schema::all_kinds(),
+    };
+    std::io::stdout().lock().write_all(berth_api::schema::to_pretty_json(&schema).as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Container start-to-exit latency: `berth run --rm IMAGE /bin/true` against `crun run` and
+# `runc run` on the same busybox root filesystem, side by side in one hyperfine run.
+# Prints each median and berth's ratio to each anchor. Needs root.
+#
+#   bash bench/startup.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+runs=${1:-100}
+
+apt_install busybox-static crun runc hyperfine jq
+cargo build --release --locked -p berth
+berth=$PWD/target/release/berth
+
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+
+# crun refuses a hybrid host whose v2 mount holds only hugetlb; give it a v1 hugetlb hierarchy.
+if [ ! -d /sys/fs/cgroup/hugetlb ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
+  mkdir -p /sys/fs/cgroup/hugetlb
+  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+fi
+
+bash scripts/busybox-rootfs.sh "$work/bundle/rootfs" >/dev/null
+(cd "$work/bundle" && runc spec && jq '.process.terminal=false | .process.args=["/bin/true"]' \
+  config.json >config.tmp && mv config.tmp config.json)
+export BERTH_ROOT=$work/root BERTH_RUN_DIR=$work/run
+"$berth" image build "$work/bundle/rootfs" --tag bench/busybox:latest >/dev/null
+"$berth" run --rm bench/busybox:latest /bin/true # warm the page cache and check it works
+
+cd "$work/bundle"
+hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/result.json" \
+  -n berth "$berth run --rm bench/busybox:latest /bin/true" \
+  -n crun "crun run bench-crun-$$" \
+  -n runc "runc run bench-runc-$$"
+
+jq -r '
+  (.results | map({(.command): (.median * 1000)}) | add) as $m
+  | "medians (ms): berth \($m.berth*100|round/100)  crun \($m.crun*100|round/100)  runc \($m.runc*100|round/100)",
+    "berth/crun = \($m.berth / $m.crun * 100 | round / 100)   berth/runc = \($m.berth / $m.runc * 100 | round / 100)"
+' "$work/result.json"

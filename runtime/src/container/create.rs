@@ -1,0 +1,220 @@
+//! `create`: lay out the container's directories and config, spawn its shim and wait until the
+//! init is set up and waiting for `start` (or report why it could not be).
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use nix::fcntl::OFlag;
+
+use super::config::ContainerConfig;
+use super::{ContainerId, LinuxRuntime, Result, RuntimeConfig, RuntimeError, container_dir, state_dir};
+use crate::shim::{SHIM_MARKER, SYNC_FD, ShimArgs, SyncMessage};
+
+/// How the shim runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateOptions {
+    /// The shim forks away into its own session; the caller does not wait for it. What the
+    /// agent and `berth run -d` use.
+    pub detach: bool,
+    /// The shim also copies the output to its own stdout/stderr, inherited from the caller
+    /// (`berth run` in the foreground).
+    pub attach: bool,
+}
+
+/// A created container.
+#[derive(Debug)]
+pub struct Created {
+    pub id: ContainerId,
+    /// Host pid of the init waiting for `start`.
+    pub init_pid: i32,
+    /// The shim when not detached: the caller's child, which exits with the container's exit
+    /// code (0-255) once it has recorded the exit.
+    pub shim: Option<Child>,
+}
+
+fn io_err(id: &ContainerId, path: &Path) -> impl Fn(std::io::Error) -> RuntimeError {
+    let (id, path) = (id.to_string(), path.to_path_buf());
+    move |source| RuntimeError::Io { id: id.clone(), path: path.clone(), source }
+}
+
+/// Reserve the id and name and write `config.json` and the overlay directories. On failure
+/// nothing is left behind.
+pub(crate) fn write_files(runtime: &RuntimeConfig, config: &ContainerConfig) -> Result<()> {
+    let id = &config.id;
+    let containers = runtime.root.join("containers");
+    std::fs::create_dir_all(&containers).map_err(io_err(id, &containers))?;
+    let dir = container_dir(&runtime.root, id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(RuntimeError::AlreadyExists(id.clone()));
+        }
+        Err(e) => return Err(io_err(id, &dir)(e)),
+    }
+    let result = reserve_name(runtime, config).and_then(|()| {
+        for sub in ["rootfs", "upper", "work"] {
+            let path = dir.join(sub);
+            std::fs::create_dir(&path).map_err(io_err(id, &path))?;
+        }
+        let path = dir.join("config.json");
+        let json = serde_json::to_vec_pretty(config)
+            .map_err(|source| RuntimeError::Json { id: id.to_string(), path: path.clone(), source })?;
+        std::fs::write(&path, json).map_err(io_err(id, &path))?;
+        let run = state_dir(&runtime.run_dir, id);
+        std::fs::create_dir_all(&run).map_err(io_err(id, &run))
+    });
+    if let Err(original) = result {
+        return Err(match super::delete::remove_files(&runtime.root, &runtime.run_dir, config) {
+            Ok(()) => original,
+            Err(cleanup) => RuntimeError::Cleanup { original: Box::new(original), cleanup: Box::new(cleanup) },
+        });
+    }
+    Ok(())
+}
+
+/// `<root>/names/<name>` is a symlink to the id; creating it is the atomic reservation. A link
+/// left by a container that no longer exists is taken over.
+fn reserve_name(runtime: &RuntimeConfig, config: &ContainerConfig) -> Result<()> {
+    let names = runtime.root.join("names");
+    let id = &config.id;
+    std::fs::create_dir_all(&names).map_err(io_err(id, &names))?;
+    let link = names.join(&config.name);
+    for _ in 0..2 {
+        match std::os::unix::fs::symlink(id.as_str(), &link) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let owner = std::fs::read_link(&link).unwrap_or_default();
+                let owner = owner.to_string_lossy().into_owned();
+                if owner == id.as_str() {
+                    return Ok(());
+                }
+                if runtime.root.join("containers").join(&owner).join("config.json").exists() {
+                    return Err(RuntimeError::NameInUse { name: config.name.clone(), id: owner });
+                }
+                let _ = std::fs::remove_file(&link);
+            }
+            Err(e) => return Err(io_err(id, &link)(e)),
+        }
+    }
+    Err(RuntimeError::NameInUse { name: config.name.clone(), id: String::new() })
+}
+
+impl LinuxRuntime {
+    /// Create the container: its init is set up (namespaces, rootfs, user, capabilities) and
+    /// waits for [`LinuxRuntime::start`].
+    #[tracing::instrument(skip_all, fields(container = %config.id))]
+    pub fn create(&self, config: ContainerConfig, options: CreateOptions) -> Result<Created> {
+        if config.name.is_empty() || config.name.contains('/') {
+            return Err(RuntimeError::Create {
+                id: config.id.clone(),
+                code: 125,
+                message: format!("invalid container name {:?}", config.name),
+            });
+        }
+        write_files(&self.config, &config)?;
+        match self.spawn_shim(&config, options) {
+            Ok(created) => Ok(created),
+            Err(original) => {
+                let cleanup = super::delete::remove_files(&self.config.root, &self.config.run_dir, &config);
+                Err(match cleanup {
+                    Ok(()) => original,
+                    Err(cleanup) => RuntimeError::Cleanup { original: Box::new(original), cleanup: Box::new(cleanup) },
+                })
+            }
+        }
+    }
+
+    fn spawn_shim(&self, config: &ContainerConfig, options: CreateOptions) -> Result<Created> {
+        let id = &config.id;
+        let args = ShimArgs {
+            container_dir: self.container_dir(id),
+            state_dir: self.state_dir(id),
+            root: self.config.root.clone(),
+            run_dir: self.config.run_dir.clone(),
+            cgroup_root: self.config.cgroup_root.clone(),
+            mountinfo: self.config.mountinfo_path.clone(),
+            cgroup_path: self.cgroup_path(id),
+            detach: options.detach,
+            attach: options.attach && !options.detach,
+        };
+        let json = serde_json::to_string(&args).map_err(|source| RuntimeError::Json {
+            id: id.to_string(),
+            path: self.config.shim_exe.clone(),
+            source,
+        })?;
+        let (sync_read, sync_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| RuntimeError::Kernel { id: id.to_string(), source: crate::syscall::SyscallError::new("pipe2", "sync", e) })?;
+
+        let mut command = Command::new(&self.config.shim_exe);
+        command.arg(SHIM_MARKER).arg(json).stdin(Stdio::null());
+        if !args.attach {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        let raw = sync_write.as_raw_fd();
+        // SAFETY: runs between fork and exec of the shim and only calls dup2, which is
+        // async-signal-safe; dup2 also clears CLOEXEC on the new descriptor.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::dup2(raw, SYNC_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|source| RuntimeError::Spawn {
+            id: id.clone(),
+            exe: self.config.shim_exe.clone(),
+            source,
+        })?;
+        drop(sync_write);
+
+        let message = read_sync(sync_read);
+        if options.detach {
+            // The first shim process forks the real one and exits at once.
+            let _ = child.wait();
+        }
+        match message {
+            Some(SyncMessage::Created { init_pid }) => Ok(Created {
+                id: id.clone(),
+                init_pid,
+                shim: (!options.detach).then_some(child),
+            }),
+            Some(SyncMessage::Failed { code, message }) => {
+                if !options.detach {
+                    let _ = child.wait();
+                }
+                Err(RuntimeError::Create { id: id.clone(), code, message })
+            }
+            None => {
+                if !options.detach {
+                    let _ = child.wait();
+                }
+                Err(RuntimeError::ShimLost(id.clone()))
+            }
+        }
+    }
+}
+
+/// Read the shim's one-line report; `None` if it exited without one.
+fn read_sync(fd: OwnedFd) -> Option<SyncMessage> {
+    let mut file = std::fs::File::from(fd);
+    let mut line = Vec::with_capacity(64);
+    let mut buf = [0u8; 512];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                line.extend_from_slice(&buf[..n]);
+                if line.ends_with(b"\n") {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    SyncMessage::decode(&String::from_utf8_lossy(&line))
+}

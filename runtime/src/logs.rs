@@ -1,1 +1,0 @@
-//! Container log files in the CRI format (owned by the cgroups+logs work; placeholder).

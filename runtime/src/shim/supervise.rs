@@ -1,0 +1,508 @@
+//! The shim's work, from cgroup creation to the recorded exit. See the module doc of
+//! [`crate::shim`] for the phases.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+
+use super::{ShimArgs, SyncMessage};
+use crate::cgroup::{self, CgroupError, CgroupManager};
+use crate::container::config::{ContainerConfig, NamespaceMode};
+use crate::container::state::{ExitStatus, State, StateError};
+use crate::logs::{CriLogWriter, LogError, Stream};
+use crate::process::init::{self, InitContext, StatusMessage};
+use crate::syscall::{LinuxSyscall, Syscall, SyscallError};
+
+/// Why the shim could not set the container up.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("cannot read container config {path}")]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container {id}: cgroup setup")]
+    Cgroup {
+        id: String,
+        #[source]
+        source: CgroupError,
+    },
+    #[error("container {id}: {what}")]
+    Kernel {
+        id: String,
+        what: &'static str,
+        #[source]
+        source: SyscallError,
+    },
+    #[error("container log")]
+    Log(#[source] LogError),
+    #[error("{message}")]
+    Init { code: i32, message: String },
+    #[error("container state")]
+    State(#[source] StateError),
+}
+
+impl ShimError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            ShimError::Init { code, .. } => *code,
+            _ => 125,
+        }
+    }
+
+    fn message(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(err) = source {
+            text.push_str(": ");
+            text.push_str(&err.to_string());
+            source = err.source();
+        }
+        text
+    }
+}
+
+/// Signals the shim proxies to the container's init.
+const FORWARDED: [Signal; 6] =
+    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+
+fn kernel<'i>(id: &'i str, what: &'static str) -> impl Fn(SyscallError) -> ShimError + 'i {
+    move |source| ShimError::Kernel { id: id.to_string(), what, source }
+}
+
+fn errno<'t>(call: &'static str, target: &'t str) -> impl Fn(Errno) -> SyscallError + 't {
+    move |e| SyscallError::new(call, target, e)
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<(), Errno> {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Entry point; returns the shim's exit code (the container's).
+pub(super) fn run(args: ShimArgs) -> i32 {
+    // SAFETY: ignoring SIGPIPE installs no handler; a closed terminal must not kill the shim.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+    // SAFETY: the runtime placed our end of the sync pipe at SYNC_FD for this process alone.
+    let sync = unsafe { OwnedFd::from_raw_fd(super::SYNC_FD) };
+    let _ = nix::fcntl::fcntl(&sync, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+
+    if args.detach {
+        // SAFETY: the shim is single-threaded; the parent only calls _exit.
+        match unsafe { nix::unistd::fork() } {
+            Ok(ForkResult::Parent { .. }) => {
+                // SAFETY: _exit ends the intermediate process without running any cleanup.
+                unsafe { libc::_exit(0) }
+            }
+            Ok(ForkResult::Child) => {}
+            Err(e) => {
+                report(&sync, &SyncMessage::Failed { code: 125, message: format!("fork shim: {e}") });
+                return 125;
+            }
+        }
+    }
+    // A session of its own: the terminal's signals reach `berth run`, not the shim.
+    let _ = nix::unistd::setsid();
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+
+    let syscall = LinuxSyscall;
+    let mut shim = match Shim::start(&syscall, &args, sync) {
+        Ok(shim) => shim,
+        Err(code) => return code,
+    };
+    shim.supervise()
+}
+
+fn report(sync: &OwnedFd, message: &SyncMessage) {
+    let _ = write_all(sync.as_fd(), message.encode().as_bytes());
+}
+
+/// A running shim after the init reported ready.
+struct Shim<'a> {
+    args: &'a ShimArgs,
+    config: ContainerConfig,
+    cgroups: Box<dyn CgroupManager>,
+    syscall: &'a dyn Syscall,
+    state: State,
+    init: Pid,
+    pidfd: Option<OwnedFd>,
+    status: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    signals: SignalFd,
+    log: CriLogWriter,
+    start_failure: Option<(i32, String)>,
+}
+
+/// The parent's and the child's ends of the pipes the init needs.
+struct Pipes {
+    go: (OwnedFd, OwnedFd),
+    status: (OwnedFd, OwnedFd),
+    stdout: (OwnedFd, OwnedFd),
+    stderr: (OwnedFd, OwnedFd),
+}
+
+impl<'a> Shim<'a> {
+    /// Set everything up and fork the init; report the outcome on `sync`. On failure the
+    /// error has been reported and the cgroup removed; the exit code is returned.
+    fn start(syscall: &'a dyn Syscall, args: &'a ShimArgs, sync: OwnedFd) -> Result<Self, i32> {
+        let mut cgroups = None;
+        match Self::try_start(syscall, args, &mut cgroups) {
+            Ok(shim) => {
+                report(&sync, &SyncMessage::Created { init_pid: shim.init.as_raw() });
+                Ok(shim)
+            }
+            Err(err) => {
+                let code = err.exit_code();
+                report(&sync, &SyncMessage::Failed { code, message: err.message() });
+                if let Some(cgroups) = cgroups {
+                    let _ = cgroups.delete(&args.cgroup_path);
+                }
+                Err(code)
+            }
+        }
+    }
+
+    fn try_start(
+        syscall: &'a dyn Syscall,
+        args: &'a ShimArgs,
+        cgroups_out: &mut Option<Box<dyn CgroupManager>>,
+    ) -> Result<Self, ShimError> {
+        let config_path = args.container_dir.join("config.json");
+        let config: ContainerConfig = std::fs::read(&config_path)
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(std::io::Error::other))
+            .map_err(|source| ShimError::Config { path: config_path, source })?;
+        let id = config.id.to_string();
+
+        let cgroup_err = |source| ShimError::Cgroup { id: id.clone(), source };
+        let cgroups = cgroup::detect(&args.cgroup_root, &args.mountinfo).map_err(cgroup_err)?;
+        cgroups.create(&args.cgroup_path, &config.resources).map_err(cgroup_err)?;
+        let cgroup_version = cgroups.version();
+        let cgroup_dirs = cgroups.hierarchy_dirs(&args.cgroup_path);
+        *cgroups_out = Some(cgroups);
+
+        let log_path = args.container_dir.join("container.log");
+        let log = CriLogWriter::open(log_path, config.log).map_err(ShimError::Log)?;
+
+        let pipe = |what| nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe2", what)).map_err(kernel(&id, "pipes"));
+        let pipes = Pipes { go: pipe("go")?, status: pipe("status")?, stdout: pipe("stdout")?, stderr: pipe("stderr")? };
+        let stdin: OwnedFd = File::open("/dev/null")
+            .map_err(|e| SyscallError::new("open", "/dev/null", Errno::from_raw(e.raw_os_error().unwrap_or(0))))
+            .map_err(kernel(&id, "stdin"))?
+            .into();
+
+        let fifo = args.state_dir.join("exec.fifo");
+        let _ = std::fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+            .map_err(|e| SyscallError::path("mkfifo", &fifo, e))
+            .map_err(kernel(&id, "start fifo"))?;
+        let start_fifo = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| SyscallError::path("open", &fifo, e))
+            .map_err(kernel(&id, "start fifo"))?;
+
+        let joins = open_joins(&config).map_err(kernel(&id, "namespaces"))?;
+        match &config.namespaces.pid {
+            NamespaceMode::New => syscall.unshare(CloneFlags::CLONE_NEWPID).map_err(kernel(&id, "pid namespace"))?,
+            NamespaceMode::Join(path) => {
+                let fd = open_ns(path).map_err(kernel(&id, "pid namespace"))?;
+                syscall.setns(fd.as_fd(), CloneFlags::CLONE_NEWPID).map_err(kernel(&id, "pid namespace"))?;
+            }
+            NamespaceMode::Host => {}
+        }
+
+        // Block the forwarded signals so they arrive on the signalfd; the init unblocks them.
+        let mut mask = SigSet::empty();
+        FORWARDED.iter().for_each(|s| mask.add(*s));
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+            .map_err(errno("sigprocmask", "forwarded signals"))
+            .map_err(kernel(&id, "signals"))?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(errno("signalfd", "forwarded signals"))
+            .map_err(kernel(&id, "signals"))?;
+
+        // SAFETY: the shim is single-threaded, so the child may run ordinary code after fork.
+        let fork = unsafe { nix::unistd::fork() }.map_err(errno("fork", "init")).map_err(kernel(&id, "fork"))?;
+        let init = match fork {
+            ForkResult::Child => {
+                drop((pipes.go.1, pipes.status.0, pipes.stdout.0, pipes.stderr.0, signals));
+                let ctx = InitContext {
+                    config: &config,
+                    rootfs: args.container_dir.join("rootfs"),
+                    upper: args.container_dir.join("upper"),
+                    work: args.container_dir.join("work"),
+                    cgroup_version,
+                    cgroup_dirs,
+                    joins,
+                    go: pipes.go.0,
+                    status: pipes.status.1,
+                    start_fifo,
+                    stdin,
+                    stdout: pipes.stdout.1,
+                    stderr: pipes.stderr.1,
+                };
+                init::run(syscall, ctx)
+            }
+            ForkResult::Parent { child } => child,
+        };
+        drop((pipes.go.0, pipes.status.1, pipes.stdout.1, pipes.stderr.1, start_fifo, stdin, joins));
+
+        let cgroups = cgroups_out.as_ref().expect("set above");
+        let placed = cgroups.add_process(&args.cgroup_path, init);
+        if let Err(source) = placed {
+            let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+            let _ = waitpid(init, None);
+            return Err(ShimError::Cgroup { id, source });
+        }
+        let go = write_all(pipes.go.1.as_fd(), b"G");
+        drop(pipes.go.1);
+
+        let first = read_messages(&pipes.status.0).into_iter().next();
+        let failure = match (go, first) {
+            (_, Some(StatusMessage::Ready)) => None,
+            (_, Some(StatusMessage::Failed { code, message })) => Some(ShimError::Init { code, message }),
+            (Err(e), _) => Some(kernel(&id, "init")(SyscallError::new("write", "go pipe", e))),
+            (_, _) => Some(ShimError::Init { code: 125, message: "container init exited during setup".into() }),
+        };
+        if let Some(err) = failure {
+            let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+            let _ = waitpid(init, None);
+            return Err(err);
+        }
+
+        let pidfd = syscall.pidfd_open(init).map_err(kernel(&id, "pidfd"))?;
+        let (shim_pid, start_time) = crate::container::self_identity();
+        let state = State::created(config.id.clone(), shim_pid, start_time, init.as_raw());
+        state.save(&args.state_dir).map_err(ShimError::State)?;
+        let cgroups = cgroups_out.take().expect("set above");
+        Ok(Shim {
+            args,
+            config,
+            cgroups,
+            syscall,
+            state,
+            init,
+            pidfd: Some(pidfd),
+            status: Some(pipes.status.0),
+            stdout: Some(pipes.stdout.0),
+            stderr: Some(pipes.stderr.0),
+            signals,
+            log,
+            start_failure: None,
+        })
+    }
+
+    /// Pump output, forward signals, record the start and the exit. Returns the exit code.
+    fn supervise(&mut self) -> i32 {
+        let mut exit: Option<WaitStatus> = None;
+        let mut buf = [0u8; 8192];
+        loop {
+            if exit.is_some() && self.stdout.is_none() && self.stderr.is_none() && self.status.is_none() {
+                break;
+            }
+            // Once the init is gone, whatever still holds the pipes gets a short grace.
+            let timeout = if exit.is_some() { PollTimeout::from(2000u16) } else { PollTimeout::NONE };
+            let sources: [Option<BorrowedFd<'_>>; 5] = [
+                self.status.as_ref().map(|f| f.as_fd()),
+                self.stdout.as_ref().map(|f| f.as_fd()),
+                self.stderr.as_ref().map(|f| f.as_fd()),
+                self.pidfd.as_ref().map(|f| f.as_fd()),
+                Some(self.signals.as_fd()),
+            ];
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(5);
+            let mut which = Vec::with_capacity(5);
+            for (i, fd) in sources.iter().enumerate() {
+                if let Some(fd) = fd {
+                    fds.push(PollFd::new(*fd, PollFlags::POLLIN));
+                    which.push(i);
+                }
+            }
+            match poll(&mut fds, timeout) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    eprintln!("berth shim: poll: {e}");
+                    break;
+                }
+            }
+            let ready: Vec<usize> = fds
+                .iter()
+                .zip(&which)
+                .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(_, i)| *i)
+                .collect();
+            drop(fds);
+            for source in ready {
+                match source {
+                    0 => self.on_status(),
+                    1 => self.on_output(Stream::Stdout, &mut buf),
+                    2 => self.on_output(Stream::Stderr, &mut buf),
+                    3 => {
+                        exit = waitpid(self.init, None).ok();
+                        self.pidfd = None;
+                        // Anything left in the cgroup dies with the init (pid-ns teardown does
+                        // the same for a private pid namespace).
+                        if let Err(err) = self.cgroups.signal_all(&self.args.cgroup_path, Signal::SIGKILL) {
+                            eprintln!("berth shim: kill leftovers: {err}");
+                        }
+                    }
+                    _ => self.on_signal(),
+                }
+            }
+        }
+        self.finish(exit)
+    }
+
+    fn on_status(&mut self) {
+        let Some(fd) = &self.status else { return };
+        let messages = read_messages(fd);
+        if messages.is_empty() {
+            // End of file: the init exec'd (after "S") or died.
+            self.status = None;
+        }
+        for message in messages {
+            match message {
+                StatusMessage::Ready => {}
+                StatusMessage::Started => self.mark_running(),
+                StatusMessage::Failed { code, message } => self.start_failure = Some((code, message)),
+            }
+        }
+    }
+
+    fn on_output(&mut self, stream: Stream, buf: &mut [u8]) {
+        let slot = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        let Some(fd) = slot else { return };
+        match nix::unistd::read(&*fd, buf) {
+            Ok(0) | Err(Errno::EBADF) => *slot = None,
+            Ok(n) => {
+                if let Err(err) = self.log.write(stream, &buf[..n]) {
+                    eprintln!("berth shim: log: {err}");
+                }
+                if self.args.attach {
+                    let out = match stream {
+                        Stream::Stdout => 1,
+                        Stream::Stderr => 2,
+                    };
+                    // SAFETY: fds 1 and 2 stay open for the shim's whole life.
+                    let _ = write_all(unsafe { BorrowedFd::borrow_raw(out) }, &buf[..n]);
+                }
+            }
+            Err(Errno::EINTR | Errno::EAGAIN) => {}
+            Err(_) => *slot = None,
+        }
+    }
+
+    fn on_signal(&mut self) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else { continue };
+            if let Some(pidfd) = &self.pidfd {
+                let _ = self.syscall.pidfd_send_signal(pidfd.as_fd(), signal);
+            }
+        }
+    }
+
+    fn mark_running(&mut self) {
+        if self.state.status == crate::container::state::Status::Created {
+            let _ = self.state.transition(crate::container::state::Status::Running);
+            if let Err(err) = self.state.save(&self.args.state_dir) {
+                eprintln!("berth shim: {err}");
+            }
+        }
+    }
+
+    fn finish(&mut self, exit: Option<WaitStatus>) -> i32 {
+        let _ = self.log.flush_partial();
+        reap_orphans();
+        let oom = self
+            .cgroups
+            .stats(&self.args.cgroup_path)
+            .map(|s| s.oom_kill_count > 0)
+            .unwrap_or(false);
+        if let Err(err) = self.cgroups.delete(&self.args.cgroup_path) {
+            eprintln!("berth shim: remove cgroup: {err}");
+        }
+        let code = if let Some((code, message)) = self.start_failure.take() {
+            if self.args.attach {
+                eprintln!("berth: {message}");
+            }
+            let _ = self.state.record_start_error(code, message);
+            code
+        } else {
+            let status = ExitStatus::from_wait(exit.unwrap_or(WaitStatus::StillAlive), oom);
+            let _ = self.state.record_exit(status);
+            status.code
+        };
+        if self.config.auto_remove {
+            let _ = std::fs::remove_file(self.args.state_dir.join("exec.fifo"));
+            if let Err(err) = crate::container::delete::remove_files(&self.args.root, &self.args.run_dir, &self.config) {
+                eprintln!("berth shim: auto-remove: {err}");
+            }
+        } else if let Err(err) = self.state.save(&self.args.state_dir) {
+            eprintln!("berth shim: {err}");
+        }
+        code
+    }
+}
+
+/// Read the status messages available; empty at end of file.
+fn read_messages(fd: &OwnedFd) -> Vec<StatusMessage> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => return Vec::new(),
+            Ok(n) => return StatusMessage::decode_all(&buf[..n]),
+            Err(Errno::EINTR) => {}
+            Err(_) => return Vec::new(),
+        }
+    }
+}
+
+/// Reap every child that has exited (orphans reparented to the shim as subreaper).
+fn reap_orphans() {
+    while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+fn open_ns(path: &Path) -> Result<OwnedFd, SyscallError> {
+    nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| SyscallError::path("open", path, e))
+}
+
+fn open_joins(config: &ContainerConfig) -> Result<Vec<(OwnedFd, CloneFlags)>, SyscallError> {
+    let ns = &config.namespaces;
+    let mut joins = Vec::new();
+    for (mode, flag) in [
+        (&ns.network, CloneFlags::CLONE_NEWNET),
+        (&ns.ipc, CloneFlags::CLONE_NEWIPC),
+        (&ns.uts, CloneFlags::CLONE_NEWUTS),
+        (&ns.cgroup, CloneFlags::CLONE_NEWCGROUP),
+    ] {
+        if let NamespaceMode::Join(path) = mode {
+            joins.push((open_ns(path)?, flag));
+        }
+    }
+    Ok(joins)
+}
