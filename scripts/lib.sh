@@ -20,7 +20,22 @@ cargo_install() { # cargo_install BINARY CRATE
   fi
 }
 
+# kubernetes-validate (PyPI) in its own venv, to check that manifests berth accepts are valid
+# Kubernetes too (api/tests/accepted.rs). Exports BERTH_KUBERNETES_VALIDATE for the tests.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+install_kubernetes_validate() {
+  local venv="${XDG_CACHE_HOME:-$HOME/.cache}/berth/venv"
+  local bin="$venv/bin/kubernetes-validate"
+  if ! "$bin" --version 2>/dev/null | grep -qx "$KUBERNETES_VALIDATE_VERSION"; then
+    echo "== installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  fi
+  export BERTH_KUBERNETES_VALIDATE="$bin"
+}
+
 install_test_deps() {
   apt_install busybox-static umoci skopeo ca-certificates python3 python3-venv jq
   cargo_install cargo-nextest cargo-nextest
+  install_kubernetes_validate
 }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about = "Lightweight single-node container orchestrator")]
+#[command(
+    name = "berth",
+    version,
+    about = "Lightweight single-node container orchestrator"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -18,10 +22,20 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Directory for all persistent state (images, containers, logs).
-    #[arg(long, global = true, env = "BERTH_ROOT", default_value = "/var/lib/berth")]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ROOT",
+        default_value = "/var/lib/berth"
+    )]
     pub root: PathBuf,
     /// Directory for runtime state that does not survive a reboot.
-    #[arg(long, global = true, env = "BERTH_RUN_DIR", default_value = "/run/berth")]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_RUN_DIR",
+        default_value = "/run/berth"
+    )]
     pub run_dir: PathBuf,
     /// Format of berth's own log lines on stderr (filter them with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

@@ -1,4 +1,12 @@
 //! berth's node agent (kubelet-like): pod workers, probes, restart/backoff and status.
 //!
-//! The agent sees the container runtime only through a `ContainerRuntime` trait; see the issue
-//! "Agent: run pods on the built-in runtime".
+//! The agent sees the container runtime only through the [`runtime::ContainerRuntime`] trait;
+//! its decisions are plain logic with an injected clock ([`restart`]), probes run through
+//! [`probe`], and [`status`] turns container states into a Kubernetes `PodStatus`.
+
+pub mod probe;
+pub mod restart;
+pub mod runtime;
+pub mod status;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

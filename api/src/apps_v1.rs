@@ -27,7 +27,13 @@ pub struct Deployment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DeploymentStatus>,
 }
-crate::impl_resource!(Deployment, "apps/v1", "Deployment", "deployments", namespaced);
+crate::impl_resource!(
+    Deployment,
+    "apps/v1",
+    "Deployment",
+    "deployments",
+    namespaced
+);
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -95,9 +101,16 @@ impl RollingUpdateDeployment {
     /// becomes 1 so that the rollout can progress.
     pub fn resolve_fenceposts(&self, replicas: i32) -> Result<(i32, i32), IntOrStringError> {
         let default = IntOrString::from(DEFAULT_ROLLING_UPDATE_PERCENT);
-        let surge = self.max_surge.as_ref().unwrap_or(&default).scaled_value(replicas, true)?;
-        let unavailable =
-            self.max_unavailable.as_ref().unwrap_or(&default).scaled_value(replicas, false)?;
+        let surge = self
+            .max_surge
+            .as_ref()
+            .unwrap_or(&default)
+            .scaled_value(replicas, true)?;
+        let unavailable = self
+            .max_unavailable
+            .as_ref()
+            .unwrap_or(&default)
+            .scaled_value(replicas, false)?;
         if surge == 0 && unavailable == 0 {
             return Ok((0, 1));
         }
@@ -168,7 +181,13 @@ pub struct ReplicaSet {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ReplicaSetStatus>,
 }
-crate::impl_resource!(ReplicaSet, "apps/v1", "ReplicaSet", "replicasets", namespaced);
+crate::impl_resource!(
+    ReplicaSet,
+    "apps/v1",
+    "ReplicaSet",
+    "replicasets",
+    namespaced
+);
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -221,8 +240,14 @@ pub struct ReplicaSetCondition {
 mod tests {
     use super::*;
 
-    fn rolling(surge: Option<IntOrString>, unavailable: Option<IntOrString>) -> RollingUpdateDeployment {
-        RollingUpdateDeployment { max_surge: surge, max_unavailable: unavailable }
+    fn rolling(
+        surge: Option<IntOrString>,
+        unavailable: Option<IntOrString>,
+    ) -> RollingUpdateDeployment {
+        RollingUpdateDeployment {
+            max_surge: surge,
+            max_unavailable: unavailable,
+        }
     }
 
     #[test]
@@ -237,17 +262,36 @@ mod tests {
 
     #[test]
     fn fenceposts_both_zero_make_unavailable_one() {
-        assert_eq!(rolling(Some(0.into()), Some(0.into())).resolve_fenceposts(5).unwrap(), (0, 1));
         assert_eq!(
-            rolling(Some("0%".into()), Some("10%".into())).resolve_fenceposts(3).unwrap(),
+            rolling(Some(0.into()), Some(0.into()))
+                .resolve_fenceposts(5)
+                .unwrap(),
             (0, 1)
         );
-        assert_eq!(rolling(Some(0.into()), None).resolve_fenceposts(0).unwrap(), (0, 1));
+        assert_eq!(
+            rolling(Some("0%".into()), Some("10%".into()))
+                .resolve_fenceposts(3)
+                .unwrap(),
+            (0, 1)
+        );
+        assert_eq!(
+            rolling(Some(0.into()), None).resolve_fenceposts(0).unwrap(),
+            (0, 1)
+        );
     }
 
     #[test]
     fn fenceposts_integers_are_taken_as_is() {
-        assert_eq!(rolling(Some(2.into()), Some(1.into())).resolve_fenceposts(3).unwrap(), (2, 1));
-        assert!(rolling(Some("two".into()), None).resolve_fenceposts(3).is_err());
+        assert_eq!(
+            rolling(Some(2.into()), Some(1.into()))
+                .resolve_fenceposts(3)
+                .unwrap(),
+            (2, 1)
+        );
+        assert!(
+            rolling(Some("two".into()), None)
+                .resolve_fenceposts(3)
+                .is_err()
+        );
     }
 }

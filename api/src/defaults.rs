@@ -6,17 +6,17 @@
 use crate::{
     DEFAULT_NAMESPACE,
     apps_v1::{
-        DEFAULT_ROLLING_UPDATE_PERCENT, Deployment, DeploymentStrategy, DeploymentStrategyType, ReplicaSet,
-        RollingUpdateDeployment,
+        DEFAULT_ROLLING_UPDATE_PERCENT, Deployment, DeploymentStrategy, DeploymentStrategyType,
+        ReplicaSet, RollingUpdateDeployment,
     },
     autoscaling_v2::{
-        DEFAULT_CPU_UTILIZATION, HorizontalPodAutoscaler, MetricSourceType, MetricSpec, MetricTarget,
-        MetricTargetType, ResourceMetricSource,
+        DEFAULT_CPU_UTILIZATION, HorizontalPodAutoscaler, MetricSourceType, MetricSpec,
+        MetricTarget, MetricTargetType, ResourceMetricSource,
     },
     core_v1::{
-        ByteString, ConfigMap, Container, Endpoints, Event, HttpGetAction, Lifecycle, LifecycleHandler, Namespace,
-        Pod, PodSpec, Probe, Protocol, PullPolicy, RestartPolicy, Secret, Service, ServiceType, SessionAffinity,
-        TerminationMessagePolicy, Volume,
+        ByteString, ConfigMap, Container, Endpoints, Event, HttpGetAction, Lifecycle,
+        LifecycleHandler, Namespace, Pod, PodSpec, Probe, Protocol, PullPolicy, RestartPolicy,
+        Secret, Service, ServiceType, SessionAffinity, TerminationMessagePolicy, Volume,
     },
     intstr::IntOrString,
     meta::{ObjectMeta, Resource},
@@ -68,7 +68,8 @@ impl ApplyDefaults for ConfigMap {
 impl ApplyDefaults for Secret {
     fn apply_defaults(&mut self) {
         default_metadata::<Self>(&mut self.metadata);
-        self.type_.get_or_insert_with(|| DEFAULT_SECRET_TYPE.to_owned());
+        self.type_
+            .get_or_insert_with(|| DEFAULT_SECRET_TYPE.to_owned());
         // As the API server does on write: stringData is merged into data, and wins.
         for (key, value) in std::mem::take(&mut self.string_data) {
             self.data.insert(key, ByteString(value.into_bytes()));
@@ -114,9 +115,14 @@ impl ApplyDefaults for Pod {
 impl ApplyDefaults for PodSpec {
     fn apply_defaults(&mut self) {
         self.restart_policy.get_or_insert(RestartPolicy::Always);
-        self.termination_grace_period_seconds.get_or_insert(DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS);
+        self.termination_grace_period_seconds
+            .get_or_insert(DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS);
         let host_network = self.host_network.unwrap_or(false);
-        for container in self.init_containers.iter_mut().chain(self.containers.iter_mut()) {
+        for container in self
+            .init_containers
+            .iter_mut()
+            .chain(self.containers.iter_mut())
+        {
             container.apply_defaults();
             if host_network {
                 // With the host's network, a container port is a host port.
@@ -140,7 +146,9 @@ impl ApplyDefaults for Volume {
             secret.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
         }
         if let Some(host_path) = &mut self.host_path {
-            host_path.type_.get_or_insert(crate::core_v1::HostPathType::Unset);
+            host_path
+                .type_
+                .get_or_insert(crate::core_v1::HostPathType::Unset);
         }
     }
 }
@@ -160,13 +168,15 @@ pub fn default_pull_policy(image: &str) -> PullPolicy {
 
 impl ApplyDefaults for Container {
     fn apply_defaults(&mut self) {
-        if self.image_pull_policy.is_none() {
-            if let Some(image) = &self.image {
-                self.image_pull_policy = Some(default_pull_policy(image));
-            }
+        if self.image_pull_policy.is_none()
+            && let Some(image) = &self.image
+        {
+            self.image_pull_policy = Some(default_pull_policy(image));
         }
-        self.termination_message_path.get_or_insert_with(|| DEFAULT_TERMINATION_MESSAGE_PATH.to_owned());
-        self.termination_message_policy.get_or_insert(TerminationMessagePolicy::File);
+        self.termination_message_path
+            .get_or_insert_with(|| DEFAULT_TERMINATION_MESSAGE_PATH.to_owned());
+        self.termination_message_policy
+            .get_or_insert(TerminationMessagePolicy::File);
         for port in &mut self.ports {
             port.protocol.get_or_insert(Protocol::Tcp);
         }
@@ -178,12 +188,19 @@ impl ApplyDefaults for Container {
         // Requests default to limits for each resource with a limit and no request.
         if let Some(resources) = &mut self.resources {
             for (name, limit) in &resources.limits {
-                resources.requests.entry(name.clone()).or_insert_with(|| limit.clone());
+                resources
+                    .requests
+                    .entry(name.clone())
+                    .or_insert_with(|| limit.clone());
             }
         }
-        for probe in [&mut self.liveness_probe, &mut self.readiness_probe, &mut self.startup_probe]
-            .into_iter()
-            .flatten()
+        for probe in [
+            &mut self.liveness_probe,
+            &mut self.readiness_probe,
+            &mut self.startup_probe,
+        ]
+        .into_iter()
+        .flatten()
         {
             probe.apply_defaults();
         }
@@ -195,10 +212,14 @@ impl ApplyDefaults for Container {
 
 impl ApplyDefaults for Probe {
     fn apply_defaults(&mut self) {
-        self.timeout_seconds.get_or_insert(DEFAULT_PROBE_TIMEOUT_SECONDS);
-        self.period_seconds.get_or_insert(DEFAULT_PROBE_PERIOD_SECONDS);
-        self.success_threshold.get_or_insert(DEFAULT_PROBE_SUCCESS_THRESHOLD);
-        self.failure_threshold.get_or_insert(DEFAULT_PROBE_FAILURE_THRESHOLD);
+        self.timeout_seconds
+            .get_or_insert(DEFAULT_PROBE_TIMEOUT_SECONDS);
+        self.period_seconds
+            .get_or_insert(DEFAULT_PROBE_PERIOD_SECONDS);
+        self.success_threshold
+            .get_or_insert(DEFAULT_PROBE_SUCCESS_THRESHOLD);
+        self.failure_threshold
+            .get_or_insert(DEFAULT_PROBE_FAILURE_THRESHOLD);
         if let Some(http_get) = &mut self.http_get {
             http_get.apply_defaults();
         }
@@ -216,7 +237,10 @@ impl ApplyDefaults for HttpGetAction {
 
 impl ApplyDefaults for Lifecycle {
     fn apply_defaults(&mut self) {
-        for handler in [&mut self.post_start, &mut self.pre_stop].into_iter().flatten() {
+        for handler in [&mut self.post_start, &mut self.pre_stop]
+            .into_iter()
+            .flatten()
+        {
             handler.apply_defaults();
         }
     }
@@ -235,15 +259,27 @@ impl ApplyDefaults for Deployment {
         default_metadata::<Self>(&mut self.metadata);
         let spec = &mut self.spec;
         spec.replicas.get_or_insert(1);
-        let strategy = spec.strategy.get_or_insert_with(DeploymentStrategy::default);
-        let strategy_type = *strategy.type_.get_or_insert(DeploymentStrategyType::RollingUpdate);
+        let strategy = spec
+            .strategy
+            .get_or_insert_with(DeploymentStrategy::default);
+        let strategy_type = *strategy
+            .type_
+            .get_or_insert(DeploymentStrategyType::RollingUpdate);
         if strategy_type == DeploymentStrategyType::RollingUpdate {
-            let rolling = strategy.rolling_update.get_or_insert_with(RollingUpdateDeployment::default);
-            rolling.max_unavailable.get_or_insert_with(|| DEFAULT_ROLLING_UPDATE_PERCENT.into());
-            rolling.max_surge.get_or_insert_with(|| DEFAULT_ROLLING_UPDATE_PERCENT.into());
+            let rolling = strategy
+                .rolling_update
+                .get_or_insert_with(RollingUpdateDeployment::default);
+            rolling
+                .max_unavailable
+                .get_or_insert_with(|| DEFAULT_ROLLING_UPDATE_PERCENT.into());
+            rolling
+                .max_surge
+                .get_or_insert_with(|| DEFAULT_ROLLING_UPDATE_PERCENT.into());
         }
-        spec.revision_history_limit.get_or_insert(DEFAULT_REVISION_HISTORY_LIMIT);
-        spec.progress_deadline_seconds.get_or_insert(DEFAULT_PROGRESS_DEADLINE_SECONDS);
+        spec.revision_history_limit
+            .get_or_insert(DEFAULT_REVISION_HISTORY_LIMIT);
+        spec.progress_deadline_seconds
+            .get_or_insert(DEFAULT_PROGRESS_DEADLINE_SECONDS);
         spec.template.spec.apply_defaults();
     }
 }
@@ -288,10 +324,22 @@ mod tests {
     fn pull_policy_follows_the_tag() {
         assert_eq!(default_pull_policy("busybox"), PullPolicy::Always);
         assert_eq!(default_pull_policy("busybox:latest"), PullPolicy::Always);
-        assert_eq!(default_pull_policy("busybox:1.36"), PullPolicy::IfNotPresent);
-        assert_eq!(default_pull_policy("registry:5000/busybox"), PullPolicy::Always);
-        assert_eq!(default_pull_policy("registry:5000/busybox:1"), PullPolicy::IfNotPresent);
-        assert_eq!(default_pull_policy("busybox@sha256:abc"), PullPolicy::IfNotPresent);
+        assert_eq!(
+            default_pull_policy("busybox:1.36"),
+            PullPolicy::IfNotPresent
+        );
+        assert_eq!(
+            default_pull_policy("registry:5000/busybox"),
+            PullPolicy::Always
+        );
+        assert_eq!(
+            default_pull_policy("registry:5000/busybox:1"),
+            PullPolicy::IfNotPresent
+        );
+        assert_eq!(
+            default_pull_policy("busybox@sha256:abc"),
+            PullPolicy::IfNotPresent
+        );
     }
 
     #[test]
@@ -312,7 +360,10 @@ mod tests {
         let pod = &spec.template.spec;
         assert_eq!(pod.restart_policy, Some(RestartPolicy::Always));
         assert_eq!(pod.termination_grace_period_seconds, Some(30));
-        assert!(spec.selector.is_some(), "the builder sets a selector; defaulting never invents one");
+        assert!(
+            spec.selector.is_some(),
+            "the builder sets a selector; defaulting never invents one"
+        );
     }
 
     #[test]
@@ -326,15 +377,20 @@ mod tests {
     #[test]
     fn recreate_gets_no_rolling_update() {
         let mut deployment = testing::deployment("web").build();
-        deployment.spec.strategy =
-            Some(DeploymentStrategy { type_: Some(DeploymentStrategyType::Recreate), rolling_update: None });
+        deployment.spec.strategy = Some(DeploymentStrategy {
+            type_: Some(DeploymentStrategyType::Recreate),
+            rolling_update: None,
+        });
         deployment.apply_defaults();
         assert_eq!(deployment.spec.strategy.unwrap().rolling_update, None);
     }
 
     #[test]
     fn container_probe_and_port_defaults() {
-        let mut container = testing::container("web", "busybox:1.36").with_port("http", 8080).with_http_probes("http").build();
+        let mut container = testing::container("web", "busybox:1.36")
+            .with_port("http", 8080)
+            .with_http_probes("http")
+            .build();
         container.resources = Some(crate::core_v1::ResourceRequirements {
             limits: [("memory".to_owned(), "64Mi".parse().unwrap())].into(),
             requests: Default::default(),
@@ -342,16 +398,30 @@ mod tests {
         container.apply_defaults();
         assert_eq!(container.image_pull_policy, Some(PullPolicy::IfNotPresent));
         assert_eq!(container.ports[0].protocol, Some(Protocol::Tcp));
-        assert_eq!(container.termination_message_path.as_deref(), Some("/dev/termination-log"));
+        assert_eq!(
+            container.termination_message_path.as_deref(),
+            Some("/dev/termination-log")
+        );
         let probe = container.readiness_probe.as_ref().unwrap();
         assert_eq!(
-            (probe.timeout_seconds, probe.period_seconds, probe.success_threshold, probe.failure_threshold),
+            (
+                probe.timeout_seconds,
+                probe.period_seconds,
+                probe.success_threshold,
+                probe.failure_threshold
+            ),
             (Some(1), Some(10), Some(1), Some(3))
         );
-        assert_eq!(probe.initial_delay_seconds, None, "Kubernetes leaves 0 unset");
+        assert_eq!(
+            probe.initial_delay_seconds, None,
+            "Kubernetes leaves 0 unset"
+        );
         let http = probe.http_get.as_ref().unwrap();
         assert_eq!(http.scheme, Some(crate::core_v1::UriScheme::Http));
-        assert_eq!(container.resources.unwrap().requests["memory"], "64Mi".parse().unwrap());
+        assert_eq!(
+            container.resources.unwrap().requests["memory"],
+            "64Mi".parse().unwrap()
+        );
     }
 
     #[test]
@@ -361,7 +431,10 @@ mod tests {
         service.apply_defaults();
         assert_eq!(service.spec.type_, Some(ServiceType::ClusterIp));
         assert_eq!(service.spec.session_affinity, Some(SessionAffinity::None));
-        assert_eq!(service.spec.ports[0].target_port, Some(IntOrString::Int(80)));
+        assert_eq!(
+            service.spec.ports[0].target_port,
+            Some(IntOrString::Int(80))
+        );
         assert_eq!(service.spec.ports[0].protocol, Some(Protocol::Tcp));
     }
 
@@ -369,7 +442,9 @@ mod tests {
     fn secret_string_data_is_merged_and_type_defaulted() {
         let mut secret = Secret::default();
         secret.metadata.name = Some("s".into());
-        secret.string_data.insert("password".into(), "hunter2".into());
+        secret
+            .string_data
+            .insert("password".into(), "hunter2".into());
         secret.apply_defaults();
         assert_eq!(secret.type_.as_deref(), Some("Opaque"));
         assert_eq!(secret.data["password"].0, b"hunter2");

@@ -35,7 +35,10 @@ impl IntOrString {
             Self::String(s) => s.strip_suffix('%').map(|digits| {
                 digits
                     .parse()
-                    .map_err(|source| IntOrStringError::BadPercentage { value: s.clone(), source })
+                    .map_err(|source| IntOrStringError::BadPercentage {
+                        value: s.clone(),
+                        source,
+                    })
             }),
         }
     }
@@ -50,7 +53,11 @@ impl IntOrString {
                     .percent()
                     .ok_or_else(|| IntOrStringError::NotAPercentage { value: s.clone() })??;
                 let product = i64::from(percent) * i64::from(total);
-                let scaled = if round_up { product.div_euclid(100) + i64::from(product.rem_euclid(100) != 0) } else { product.div_euclid(100) };
+                let scaled = if round_up {
+                    product.div_euclid(100) + i64::from(product.rem_euclid(100) != 0)
+                } else {
+                    product.div_euclid(100)
+                };
                 Ok(scaled.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
             }
         }
@@ -121,7 +128,10 @@ mod tests {
         assert_eq!(int, IntOrString::Int(8080));
         let name: IntOrString = serde_json::from_str("\"http\"").unwrap();
         assert_eq!(name, IntOrString::from("http"));
-        assert_eq!(serde_json::to_string(&IntOrString::from("25%")).unwrap(), "\"25%\"");
+        assert_eq!(
+            serde_json::to_string(&IntOrString::from("25%")).unwrap(),
+            "\"25%\""
+        );
     }
 
     proptest! {

@@ -4,6 +4,32 @@
 //! [`defaults::ApplyDefaults`] → [`validation::validate`]. `*Spec` types are desired state and
 //! `*Status` types observed state; field names are Kubernetes' own. The only I/O lives in
 //! [`load`] (files, directories, stdin), kept apart from the rest.
+//!
+//! ```
+//! use berth_api::{Object, parse::{Source, parse_and_validate}};
+//!
+//! let yaml = "
+//! apiVersion: apps/v1
+//! kind: Deployment
+//! metadata: {name: web}
+//! spec:
+//!   selector: {matchLabels: {app: web}}
+//!   template:
+//!     metadata: {labels: {app: web}}
+//!     spec:
+//!       containers: [{name: web, image: berth.local/busybox:latest}]
+//! ";
+//! let documents = parse_and_validate(Source::Named("web.yaml".into()), yaml).unwrap();
+//! let Object::Deployment(deployment) = &documents[0].object else { unreachable!() };
+//! assert_eq!(deployment.spec.replicas, Some(1)); // defaulted
+//! assert_eq!(documents[0].object.key().to_string(), "Deployment default/web");
+//!
+//! let errors = parse_and_validate(Source::Named("bad.yaml".into()), "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n").unwrap_err();
+//! assert_eq!(
+//!     errors.to_string(),
+//!     "bad.yaml: document 1 (line 4): Pod \"p\": spec.containers: Required value: a pod needs at least one container"
+//! );
+//! ```
 
 /// Implements [`meta::Resource`] for a kind: `impl_resource!(Type, "apps/v1", "Kind", "plural",
 /// namespaced|cluster)`.
@@ -22,8 +48,12 @@ macro_rules! impl_resource {
             }
         }
     };
-    (@scope namespaced) => { true };
-    (@scope cluster) => { false };
+    (@scope namespaced) => {
+        true
+    };
+    (@scope cluster) => {
+        false
+    };
 }
 pub(crate) use impl_resource;
 
@@ -34,6 +64,7 @@ pub mod defaults;
 pub mod duration;
 pub mod intstr;
 pub mod load;
+mod locate;
 pub mod meta;
 pub mod object;
 pub mod parse;

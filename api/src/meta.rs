@@ -23,7 +23,9 @@ pub trait Resource {
 
     /// The API group (`apps`), empty for the core group.
     fn group() -> &'static str {
-        Self::API_VERSION.rsplit_once('/').map_or("", |(group, _)| group)
+        Self::API_VERSION
+            .rsplit_once('/')
+            .map_or("", |(group, _)| group)
     }
 }
 
@@ -166,7 +168,9 @@ impl LabelSelector {
 
     /// Whether `labels` satisfy every requirement of the selector.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
             && self.match_expressions.iter().all(|r| r.matches(labels))
     }
 }
@@ -214,7 +218,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -236,7 +243,11 @@ mod tests {
         };
         assert!(selector.matches(&labels(&[("app", "web"), ("tier", "edge")])));
         assert!(!selector.matches(&labels(&[("app", "web"), ("tier", "backend")])));
-        assert!(!selector.matches(&labels(&[("app", "web"), ("tier", "edge"), ("canary", "1")])));
+        assert!(!selector.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "edge"),
+            ("canary", "1")
+        ])));
         assert!(!selector.matches(&labels(&[("tier", "edge")])));
         assert!(LabelSelector::default().matches(&labels(&[])));
     }

@@ -23,7 +23,12 @@ pub struct KindInfo {
 
 impl KindInfo {
     const fn of<R: Resource>() -> Self {
-        Self { api_version: R::API_VERSION, kind: R::KIND, plural: R::PLURAL, namespaced: R::NAMESPACED }
+        Self {
+            api_version: R::API_VERSION,
+            kind: R::KIND,
+            plural: R::PLURAL,
+            namespaced: R::NAMESPACED,
+        }
     }
 
     /// kubectl's name for objects of this kind: `deployment.apps`, `service`.
@@ -69,15 +74,28 @@ pub enum KindError {
     MissingApiVersion,
     #[error("missing required field `kind`")]
     MissingKind,
-    #[error("berth does not support apiVersion {api_version:?} for kind {kind:?}: use apiVersion {expected:?}")]
-    WrongApiVersion { api_version: String, kind: String, expected: &'static str },
-    #[error("berth does not support kind {kind:?} (apiVersion {api_version:?}); supported kinds: {}", supported_kinds())]
+    #[error(
+        "berth does not support apiVersion {api_version:?} for kind {kind:?}: use apiVersion {expected:?}"
+    )]
+    WrongApiVersion {
+        api_version: String,
+        kind: String,
+        expected: &'static str,
+    },
+    #[error(
+        "berth does not support kind {kind:?} (apiVersion {api_version:?}); supported kinds: {}",
+        supported_kinds()
+    )]
     Unsupported { api_version: String, kind: String },
 }
 
 /// `v1 Namespace, v1 ConfigMap, ...`
 pub fn supported_kinds() -> String {
-    KINDS.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    KINDS
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Resolves `apiVersion` and `kind` to a supported kind.
@@ -89,7 +107,10 @@ pub fn resolve_kind(api_version: &str, kind: &str) -> Result<&'static KindInfo, 
             kind: kind.to_owned(),
             expected: info.api_version,
         }),
-        None => Err(KindError::Unsupported { api_version: api_version.to_owned(), kind: kind.to_owned() }),
+        None => Err(KindError::Unsupported {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+        }),
     }
 }
 
@@ -147,7 +168,10 @@ macro_rules! with_inner {
 pub(crate) use with_inner;
 
 fn info_of<R: Resource>(_: &R) -> &'static KindInfo {
-    KINDS.iter().find(|k| k.kind == R::KIND).expect("every Object variant is listed in KINDS")
+    KINDS
+        .iter()
+        .find(|k| k.kind == R::KIND)
+        .expect("every Object variant is listed in KINDS")
 }
 
 impl Object {
@@ -181,14 +205,20 @@ impl Object {
         ObjectKey {
             kind: info.kind,
             namespace: info.namespaced.then(|| {
-                self.metadata().namespace.clone().unwrap_or_else(|| crate::DEFAULT_NAMESPACE.to_owned())
+                self.metadata()
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| crate::DEFAULT_NAMESPACE.to_owned())
             }),
             name: self.name().to_owned(),
         }
     }
 
     /// Deserializes an object of the kind named by `info` from any serde deserializer.
-    pub fn deserialize_as<'de, D: Deserializer<'de>>(info: &KindInfo, deserializer: D) -> Result<Self, D::Error> {
+    pub fn deserialize_as<'de, D: Deserializer<'de>>(
+        info: &KindInfo,
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
         Ok(match info.kind {
             "Namespace" => Self::Namespace(Deserialize::deserialize(deserializer)?),
             "ConfigMap" => Self::ConfigMap(Deserialize::deserialize(deserializer)?),
@@ -197,7 +227,9 @@ impl Object {
             "Pod" => Self::Pod(Deserialize::deserialize(deserializer)?),
             "ReplicaSet" => Self::ReplicaSet(Deserialize::deserialize(deserializer)?),
             "Deployment" => Self::Deployment(Deserialize::deserialize(deserializer)?),
-            "HorizontalPodAutoscaler" => Self::HorizontalPodAutoscaler(Deserialize::deserialize(deserializer)?),
+            "HorizontalPodAutoscaler" => {
+                Self::HorizontalPodAutoscaler(Deserialize::deserialize(deserializer)?)
+            }
             "Endpoints" => Self::Endpoints(Deserialize::deserialize(deserializer)?),
             "Event" => Self::Event(Deserialize::deserialize(deserializer)?),
             other => unreachable!("kind {other} is in KINDS but not in Object"),
@@ -214,13 +246,30 @@ macro_rules! from_kind {
         }
     )*};
 }
-from_kind!(Namespace, ConfigMap, Secret, Service, Pod, ReplicaSet, Deployment, HorizontalPodAutoscaler, Endpoints, Event);
+from_kind!(
+    Namespace,
+    ConfigMap,
+    Secret,
+    Service,
+    Pod,
+    ReplicaSet,
+    Deployment,
+    HorizontalPodAutoscaler,
+    Endpoints,
+    Event
+);
 
 impl<'de> Deserialize<'de> for Object {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(deserializer)?;
-        let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str).map(str::to_owned);
-        let api_version = field("apiVersion").ok_or_else(|| de::Error::custom(KindError::MissingApiVersion))?;
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let api_version =
+            field("apiVersion").ok_or_else(|| de::Error::custom(KindError::MissingApiVersion))?;
         let kind = field("kind").ok_or_else(|| de::Error::custom(KindError::MissingKind))?;
         let info = resolve_kind(&api_version, &kind).map_err(de::Error::custom)?;
         Self::deserialize_as(info, value).map_err(de::Error::custom)
@@ -233,7 +282,10 @@ mod tests {
 
     #[test]
     fn resolves_kinds_and_names_the_right_api_version() {
-        assert_eq!(resolve_kind("apps/v1", "Deployment").unwrap().plural, "deployments");
+        assert_eq!(
+            resolve_kind("apps/v1", "Deployment").unwrap().plural,
+            "deployments"
+        );
         assert_eq!(
             resolve_kind("extensions/v1beta1", "Deployment").unwrap_err(),
             KindError::WrongApiVersion {
@@ -243,8 +295,14 @@ mod tests {
             }
         );
         let unsupported = resolve_kind("batch/v1", "Job").unwrap_err().to_string();
-        assert!(unsupported.contains("\"Job\"") && unsupported.contains("apps/v1 Deployment"), "{unsupported}");
-        assert_eq!(find_kind("deployment").unwrap().resource_name(), "deployment.apps");
+        assert!(
+            unsupported.contains("\"Job\"") && unsupported.contains("apps/v1 Deployment"),
+            "{unsupported}"
+        );
+        assert_eq!(
+            find_kind("deployment").unwrap().resource_name(),
+            "deployment.apps"
+        );
         assert_eq!(find_kind("Service").unwrap().resource_name(), "service");
     }
 
@@ -256,9 +314,20 @@ mod tests {
         .unwrap();
         assert_eq!(object.kind(), "ConfigMap");
         assert_eq!(object.key().to_string(), "ConfigMap default/cfg");
-        let namespace: Object =
-            serde_json::from_str(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team"}}"#).unwrap();
-        assert_eq!(namespace.key(), ObjectKey { kind: "Namespace", namespace: None, name: "team".into() });
-        assert!(serde_json::from_str::<Object>(r#"{"apiVersion":"batch/v1","kind":"Job"}"#).is_err());
+        let namespace: Object = serde_json::from_str(
+            r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            namespace.key(),
+            ObjectKey {
+                kind: "Namespace",
+                namespace: None,
+                name: "team".into()
+            }
+        );
+        assert!(
+            serde_json::from_str::<Object>(r#"{"apiVersion":"batch/v1","kind":"Job"}"#).is_err()
+        );
     }
 }

@@ -45,7 +45,10 @@ impl Quantity {
     /// Parses a quantity with Kubernetes' grammar.
     pub fn parse(text: &str) -> Result<Self> {
         let nanos = parse_nanos(text)?;
-        Ok(Self { text: text.to_owned(), nanos })
+        Ok(Self {
+            text: text.to_owned(),
+            nanos,
+        })
     }
 
     /// The text the quantity was written as.
@@ -86,7 +89,11 @@ impl Quantity {
 
 fn scale_round_up(nanos: i128, per_unit: i128) -> i64 {
     let magnitude = nanos.unsigned_abs().div_ceil(per_unit as u128);
-    let signed = if nanos < 0 { -(magnitude.min(i128::MAX as u128) as i128) } else { magnitude.min(i128::MAX as u128) as i128 };
+    let signed = if nanos < 0 {
+        -(magnitude.min(i128::MAX as u128) as i128)
+    } else {
+        magnitude.min(i128::MAX as u128) as i128
+    };
     signed.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
@@ -119,9 +126,10 @@ fn parse_suffix(suffix: &str) -> Option<Suffix> {
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            // Exponents beyond this saturate or round to the smallest unit anyway.
-            let value: i64 = exponent.parse().unwrap_or(if exponent.starts_with('-') { -1000 } else { 1000 });
-            Suffix::Decimal(value.clamp(-1000, 1000) as i32)
+            // Kubernetes reads the exponent as an int32; beyond ±1000 the value saturates or
+            // rounds to the smallest unit anyway.
+            let value: i32 = exponent.parse().ok()?;
+            Suffix::Decimal(value.clamp(-1000, 1000))
         }
     })
 }
@@ -130,7 +138,9 @@ fn parse_nanos(text: &str) -> Result<i128> {
     if text.is_empty() {
         return Err(QuantityError::Empty);
     }
-    let format_error = || QuantityError::Format { value: text.to_owned() };
+    let format_error = || QuantityError::Format {
+        value: text.to_owned(),
+    };
     let bytes = text.as_bytes();
     let mut pos = 0;
     let negative = match bytes[0] {
@@ -175,13 +185,19 @@ fn parse_nanos(text: &str) -> Result<i128> {
     if pos != bytes.len() {
         let rest = &text[suffix_start..];
         if rest.bytes().all(|b| b.is_ascii_alphabetic()) {
-            return Err(QuantityError::Suffix { value: text.to_owned(), suffix: rest.to_owned() });
+            return Err(QuantityError::Suffix {
+                value: text.to_owned(),
+                suffix: rest.to_owned(),
+            });
         }
         return Err(format_error());
     }
     let suffix = &text[suffix_start..];
     let Some(suffix) = parse_suffix(suffix) else {
-        return Err(QuantityError::Suffix { value: text.to_owned(), suffix: suffix.to_owned() });
+        return Err(QuantityError::Suffix {
+            value: text.to_owned(),
+            suffix: suffix.to_owned(),
+        });
     };
 
     // Mantissa digits as an integer; digits that do not fit are dropped and remembered ("sticky")
@@ -192,7 +208,9 @@ fn parse_nanos(text: &str) -> Result<i128> {
     let mut truncated = false;
     let mut overflow_int = false;
     for d in int_digits.bytes() {
-        let next = mantissa.checked_mul(10).and_then(|m| m.checked_add(u128::from(d - b'0')));
+        let next = mantissa
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(u128::from(d - b'0')));
         match next {
             Some(m) if !truncated && m <= MAX_NANOS => mantissa = m,
             _ => {
@@ -205,7 +223,9 @@ fn parse_nanos(text: &str) -> Result<i128> {
         }
     }
     for d in frac_digits.bytes() {
-        let next = mantissa.checked_mul(10).and_then(|m| m.checked_add(u128::from(d - b'0')));
+        let next = mantissa
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(u128::from(d - b'0')));
         match next {
             Some(m) if !truncated && m <= MAX_NANOS => {
                 mantissa = m;
@@ -239,7 +259,7 @@ fn parse_nanos(text: &str) -> Result<i128> {
             if value == 0 {
                 break;
             }
-            sticky |= value % 10 != 0;
+            sticky |= !value.is_multiple_of(10);
             value /= 10;
         }
     }
@@ -412,8 +432,16 @@ mod tests {
     fn huge_values_saturate() {
         assert_eq!(q("9e99").value(), i64::MAX);
         assert_eq!(q("-9e99").value(), i64::MIN);
-        assert_eq!(q("99999999999999999999999999999999999999999999999").value(), i64::MAX);
+        assert_eq!(
+            q("99999999999999999999999999999999999999999999999").value(),
+            i64::MAX
+        );
         assert_eq!(q("1e-999").as_nanos(), 1);
+        assert_eq!(q("1e2147483647").value(), i64::MAX);
+        assert!(
+            Quantity::parse("1e2147483648").is_err(),
+            "exponents are int32 as in Kubernetes"
+        );
         assert_eq!(q("0e999").as_nanos(), 0);
     }
 
@@ -427,7 +455,10 @@ mod tests {
         }
         assert_eq!(
             Quantity::parse("1Mb").unwrap_err(),
-            QuantityError::Suffix { value: "1Mb".into(), suffix: "Mb".into() }
+            QuantityError::Suffix {
+                value: "1Mb".into(),
+                suffix: "Mb".into()
+            }
         );
     }
 

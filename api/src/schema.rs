@@ -1,6 +1,6 @@
 //! JSON Schema (draft 2020-12) of the manifests, for editors (yaml-language-server) and tools.
 
-use schemars::{JsonSchema, Schema, generate::SchemaSettings};
+use schemars::{JsonSchema, Schema, generate::SchemaSettings, transform::RecursiveTransform};
 
 use crate::{
     apps_v1::{Deployment, ReplicaSet},
@@ -17,8 +17,23 @@ pub enum SchemaError {
 
 pub type Result<T, E = SchemaError> = std::result::Result<T, E>;
 
+/// Drops `default` values that are objects or lists: schemars derives them from
+/// `#[serde(default)]` (e.g. an empty pod template), which only clutters editors' hovers.
+fn drop_structured_defaults(schema: &mut Schema) {
+    if schema
+        .get("default")
+        .is_some_and(|d| d.is_object() || d.is_array())
+    {
+        schema.remove("default");
+    }
+}
+
 fn schema_of<T: JsonSchema>(title: &str) -> Schema {
-    let mut schema = SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>();
+    let mut settings = SchemaSettings::draft2020_12();
+    settings
+        .transforms
+        .push(Box::new(RecursiveTransform(drop_structured_defaults)));
+    let mut schema = settings.into_generator().into_root_schema_for::<T>();
     schema.insert("title".to_owned(), title.into());
     schema
 }
@@ -28,14 +43,20 @@ pub fn all_kinds() -> Schema {
     let mut schema = schema_of::<Object>("berth manifest");
     schema.insert(
         "description".to_owned(),
-        format!("One Kubernetes-compatible object berth accepts: {}.", supported_kinds()).into(),
+        format!(
+            "One Kubernetes-compatible object berth accepts: {}.",
+            supported_kinds()
+        )
+        .into(),
     );
     schema
 }
 
 /// The schema of one kind, named case-insensitively (`Deployment`, `deployment`).
 pub fn for_kind(kind: &str) -> Result<Schema> {
-    let info = find_kind(kind).ok_or_else(|| SchemaError::UnknownKind { kind: kind.to_owned() })?;
+    let info = find_kind(kind).ok_or_else(|| SchemaError::UnknownKind {
+        kind: kind.to_owned(),
+    })?;
     let title = format!("{} {}", info.api_version, info.kind);
     Ok(match info.kind {
         "Namespace" => schema_of::<Namespace>(&title),
@@ -70,16 +91,29 @@ mod tests {
             let schema = for_kind(info.kind).unwrap();
             let json = schema.as_value();
             assert_eq!(json["properties"]["kind"]["const"], info.kind, "{info}");
-            assert_eq!(json["properties"]["apiVersion"]["const"], info.api_version, "{info}");
-            assert_eq!(json["$schema"], "https://json-schema.org/draft/2020-12/schema");
+            assert_eq!(
+                json["properties"]["apiVersion"]["const"], info.api_version,
+                "{info}"
+            );
+            assert_eq!(
+                json["$schema"],
+                "https://json-schema.org/draft/2020-12/schema"
+            );
         }
-        assert!(for_kind("Job").unwrap_err().to_string().contains("apps/v1 Deployment"));
+        assert!(
+            for_kind("Job")
+                .unwrap_err()
+                .to_string()
+                .contains("apps/v1 Deployment")
+        );
     }
 
     #[test]
     fn all_kinds_is_a_union() {
         let schema = all_kinds();
-        let variants = schema.as_value()["anyOf"].as_array().expect("anyOf over kinds");
+        let variants = schema.as_value()["anyOf"]
+            .as_array()
+            .expect("anyOf over kinds");
         assert_eq!(variants.len(), KINDS.len());
     }
 }

@@ -6,15 +6,18 @@ use std::collections::BTreeMap;
 use crate::{
     apps_v1::{Deployment, DeploymentSpec, ReplicaSet, ReplicaSetSpec},
     core_v1::{
-        Container, ContainerPort, HttpGetAction, Pod, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
-        ServiceSpec,
+        Container, ContainerPort, HttpGetAction, Pod, PodSpec, PodTemplateSpec, Probe, Service,
+        ServicePort, ServiceSpec,
     },
     intstr::IntOrString,
     meta::{LabelSelector, ObjectMeta},
 };
 
 fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() }
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        ..ObjectMeta::default()
+    }
 }
 
 fn app_labels(app: &str) -> BTreeMap<String, String> {
@@ -23,7 +26,11 @@ fn app_labels(app: &str) -> BTreeMap<String, String> {
 
 /// A container named `name` running `image`.
 pub fn container(name: &str, image: &str) -> ContainerBuilder {
-    ContainerBuilder(Container { name: name.to_owned(), image: Some(image.to_owned()), ..Container::default() })
+    ContainerBuilder(Container {
+        name: name.to_owned(),
+        image: Some(image.to_owned()),
+        ..Container::default()
+    })
 }
 
 pub struct ContainerBuilder(Container);
@@ -46,7 +53,11 @@ impl ContainerBuilder {
     /// Readiness and liveness `httpGet /` probes on `port` (a number or a port name).
     pub fn with_http_probes(mut self, port: impl Into<IntOrString>) -> Self {
         let probe = Probe {
-            http_get: Some(HttpGetAction { path: Some("/".to_owned()), port: port.into(), ..HttpGetAction::default() }),
+            http_get: Some(HttpGetAction {
+                path: Some("/".to_owned()),
+                port: port.into(),
+                ..HttpGetAction::default()
+            }),
             ..Probe::default()
         };
         self.0.readiness_probe = Some(probe.clone());
@@ -63,7 +74,10 @@ impl ContainerBuilder {
 pub fn pod(name: &str) -> PodBuilder {
     PodBuilder(Pod {
         metadata: meta(name),
-        spec: PodSpec { containers: vec![container("main", "busybox:1.36").build()], ..PodSpec::default() },
+        spec: PodSpec {
+            containers: vec![container("main", "busybox:1.36").build()],
+            ..PodSpec::default()
+        },
         ..Pod::default()
     })
 }
@@ -87,11 +101,21 @@ pub fn deployment(name: &str) -> DeploymentBuilder {
         metadata: meta(name),
         spec: DeploymentSpec {
             replicas: Some(1),
-            selector: Some(LabelSelector { match_labels: app_labels(name), ..LabelSelector::default() }),
+            selector: Some(LabelSelector {
+                match_labels: app_labels(name),
+                ..LabelSelector::default()
+            }),
             template: PodTemplateSpec {
-                metadata: ObjectMeta { labels: app_labels(name), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    labels: app_labels(name),
+                    ..ObjectMeta::default()
+                },
                 spec: PodSpec {
-                    containers: vec![container(name, "busybox:1.36").with_port("http", 8080).build()],
+                    containers: vec![
+                        container(name, "busybox:1.36")
+                            .with_port("http", 8080)
+                            .build(),
+                    ],
                     ..PodSpec::default()
                 },
             },

@@ -49,7 +49,8 @@ impl<'de> Deserialize<'de> for Time {
                 f.write_str("an RFC 3339 timestamp such as 2024-05-01T12:00:00Z")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Time, E> {
-                v.parse().map_err(|err| E::custom(format_args!("invalid timestamp {v:?}: {err}")))
+                v.parse()
+                    .map_err(|err| E::custom(format_args!("invalid timestamp {v:?}: {err}")))
             }
         }
         deserializer.deserialize_str(Visitor)
@@ -72,7 +73,10 @@ mod tests {
     #[test]
     fn serializes_at_second_precision() {
         let t: Time = "2024-05-01T12:00:00.123456Z".parse().unwrap();
-        assert_eq!(serde_json::to_string(&t).unwrap(), "\"2024-05-01T12:00:00Z\"");
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"2024-05-01T12:00:00Z\""
+        );
         let offset: Time = serde_json::from_str("\"2024-05-01T14:00:00+02:00\"").unwrap();
         assert_eq!(offset.to_string(), "2024-05-01T12:00:00Z");
         assert!(serde_json::from_str::<Time>("\"yesterday\"").is_err());

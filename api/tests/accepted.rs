@@ -42,11 +42,26 @@ fn examples_carry_a_header_and_the_schema_modeline() {
 fn assert_round_trip(object: &Object, path: &Path) {
     let yaml = serde_yaml::to_string(object).unwrap();
     let reparsed = berth_api::parse_str(Source::Named("round-trip".into()), &yaml);
-    assert!(reparsed.errors.is_empty(), "{}: re-parsing our own YAML failed: {:?}\n{yaml}", path.display(), reparsed.errors);
-    assert_eq!(&reparsed.documents[0].object, object, "{}: YAML round trip changed the object", path.display());
+    assert!(
+        reparsed.errors.is_empty(),
+        "{}: re-parsing our own YAML failed: {:?}\n{yaml}",
+        path.display(),
+        reparsed.errors
+    );
+    assert_eq!(
+        &reparsed.documents[0].object,
+        object,
+        "{}: YAML round trip changed the object",
+        path.display()
+    );
     let json = serde_json::to_string(object).unwrap();
     let from_json: Object = serde_json::from_str(&json).unwrap();
-    assert_eq!(&from_json, object, "{}: JSON round trip changed the object", path.display());
+    assert_eq!(
+        &from_json,
+        object,
+        "{}: JSON round trip changed the object",
+        path.display()
+    );
 }
 
 #[test]
@@ -66,20 +81,58 @@ fn parse_serialize_parse_gives_the_same_object() {
 #[test]
 fn the_deployment_of_web_yaml_has_kubernetes_defaults() {
     let documents = load(&common::repo_root().join("examples/web.yaml"));
-    let Object::Deployment(deployment) = &documents[0].object else { panic!("web.yaml starts with a Deployment") };
-    let rolling = deployment.spec.strategy.as_ref().unwrap().rolling_update.as_ref().unwrap();
-    assert_eq!(rolling.resolve_fenceposts(deployment.spec.replicas.unwrap()).unwrap(), (1, 0));
+    let Object::Deployment(deployment) = &documents[0].object else {
+        panic!("web.yaml starts with a Deployment")
+    };
+    let rolling = deployment
+        .spec
+        .strategy
+        .as_ref()
+        .unwrap()
+        .rolling_update
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        rolling
+            .resolve_fenceposts(deployment.spec.replicas.unwrap())
+            .unwrap(),
+        (1, 0)
+    );
     let container = &deployment.spec.template.spec.containers[0];
-    assert_eq!(container.resources.as_ref().unwrap().memory_limit().unwrap().to_bytes(), 64 << 20);
-    assert_eq!(container.resources.as_ref().unwrap().cpu_request().unwrap().to_milli(), 50);
+    assert_eq!(
+        container
+            .resources
+            .as_ref()
+            .unwrap()
+            .memory_limit()
+            .unwrap()
+            .to_bytes(),
+        64 << 20
+    );
+    assert_eq!(
+        container
+            .resources
+            .as_ref()
+            .unwrap()
+            .cpu_request()
+            .unwrap()
+            .to_milli(),
+        50
+    );
 }
 
 /// The kubernetes-validate binary: `BERTH_KUBERNETES_VALIDATE`, else from PATH.
 fn kubernetes_validate() -> Option<String> {
-    if let Ok(path) = std::env::var("BERTH_KUBERNETES_VALIDATE") {
+    if let Some(path) = std::env::var("BERTH_KUBERNETES_VALIDATE")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
         return Some(path);
     }
-    let found = Command::new("kubernetes-validate").arg("--version").output().is_ok_and(|o| o.status.success());
+    let found = Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     found.then(|| "kubernetes-validate".to_owned())
 }
 
@@ -93,7 +146,9 @@ fn accepted_manifests_are_valid_kubernetes() {
             std::env::var_os("CI").is_none(),
             "kubernetes-validate is missing on CI: scripts/lib.sh install_kubernetes_validate installs it and exports BERTH_KUBERNETES_VALIDATE"
         );
-        eprintln!("SKIPPED: kubernetes-validate not found (run `. scripts/lib.sh; install_kubernetes_validate` or set BERTH_KUBERNETES_VALIDATE)");
+        eprintln!(
+            "SKIPPED: kubernetes-validate not found (run `. scripts/lib.sh; install_kubernetes_validate` or set BERTH_KUBERNETES_VALIDATE)"
+        );
         return;
     };
     // Check the files as written, and every object as berth serializes it before and after
@@ -109,7 +164,10 @@ fn accepted_manifests_are_valid_kubernetes() {
         }
         for (stage, documents) in [("parsed", raw.documents), ("defaulted", load(&path))] {
             for (i, document) in documents.iter().enumerate() {
-                let name = format!("{}-{stage}-{i}.yaml", path.file_stem().unwrap().to_string_lossy());
+                let name = format!(
+                    "{}-{stage}-{i}.yaml",
+                    path.file_stem().unwrap().to_string_lossy()
+                );
                 let file = dir.path().join(name);
                 std::fs::write(&file, serde_yaml::to_string(&document.object).unwrap()).unwrap();
                 files.push(file);
@@ -121,8 +179,75 @@ fn accepted_manifests_are_valid_kubernetes() {
         .args(&files)
         .output()
         .unwrap_or_else(|err| panic!("cannot run {tool}: {err}"));
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "kubernetes-validate rejected manifests berth accepts:\n{report}");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "kubernetes-validate rejected manifests berth accepts:\n{report}"
+    );
     let passed = report.lines().filter(|l| l.contains(" passed ")).count();
-    assert!(passed >= files.len(), "expected every file to pass, got:\n{report}");
+    assert!(
+        passed >= files.len(),
+        "expected every file to pass, got:\n{report}"
+    );
+}
+
+/// The checked-in JSON Schema accepts every accepted manifest and rejects a typo, checked with
+/// Python's `jsonschema` (draft 2020-12), which the kubernetes-validate venv already holds.
+#[test]
+fn checked_in_schema_accepts_the_accepted_manifests() {
+    let Some(tool) = kubernetes_validate() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kubernetes-validate (and its venv) is missing on CI"
+        );
+        eprintln!("SKIPPED: kubernetes-validate's venv not found");
+        return;
+    };
+    let python = Path::new(&tool).with_file_name("python");
+    if !python.exists() {
+        assert!(std::env::var_os("CI").is_none(), "no python beside {tool}");
+        eprintln!("SKIPPED: no python beside {tool}");
+        return;
+    }
+    let script = r#"
+import json, sys, yaml, jsonschema
+schema = json.load(open(sys.argv[1]))
+validator = jsonschema.Draft202012Validator(schema)
+bad = []
+count = 0
+for path in sys.argv[3:]:
+    for doc in yaml.safe_load_all(open(path)):
+        if not doc:
+            continue
+        for item in (doc["items"] if doc.get("kind") == "List" else [doc]):
+            count += 1
+            for error in validator.iter_errors(item):
+                bad.append(f"{path}: {item.get('kind')}: {list(error.path)}: {error.message[:300]}")
+typo = yaml.safe_load(open(sys.argv[2]))
+if validator.is_valid(typo):
+    bad.append("the schema accepts an unknown field")
+print("\n".join(bad) or f"ok {count}")
+sys.exit(1 if bad else 0)
+"#;
+    let output = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(common::repo_root().join("schema/berth.schema.json"))
+        .arg(common::fixtures("invalid").join("unknown-field-typo.yaml"))
+        .args(common::accepted_files())
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "schema/berth.schema.json disagrees with berth:\n{report}"
+    );
 }

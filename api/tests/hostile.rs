@@ -13,7 +13,11 @@ fn assert_rejected(name: &str, text: &str) {
 }
 
 fn deep(open: &str, close: &str, depth: usize) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata: {}{}", open.repeat(depth), close.repeat(depth))
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata: {}{}",
+        open.repeat(depth),
+        close.repeat(depth)
+    )
 }
 
 #[test]
@@ -52,13 +56,18 @@ fn nasty_inputs_are_rejected_without_panicking() {
         ("percent overflow", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {selector: {matchLabels: {a: b}}, strategy: {rollingUpdate: {maxSurge: 99999999999999999999%}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}}\n".into()),
     ];
     for (name, text) in &cases {
+        let started = std::time::Instant::now();
         assert_rejected(name, text);
+        eprintln!("{name}: rejected in {:?}", started.elapsed());
     }
 }
 
 #[test]
 fn empty_input_is_no_objects_and_no_error() {
     for text in ["", "\n", "---\n", "# comment\n---\n---\n", "\u{feff}"] {
-        assert_eq!(parse_and_validate(Source::Named("empty".into()), text).unwrap(), []);
+        assert_eq!(
+            parse_and_validate(Source::Named("empty".into()), text).unwrap(),
+            []
+        );
     }
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use berth_runtime::cgroup::Resources;
 use berth_runtime::container::config::{Mount, MountKind, NamespaceMode, User};
 use berth_runtime::container::{
-    ContainerConfig, ContainerId, CreateOptions, ExitStatus, LinuxRuntime, Reason, RuntimeConfig, RuntimeError,
-    Status,
+    ContainerConfig, ContainerId, CreateOptions, ExitStatus, LinuxRuntime, Reason, RuntimeConfig,
+    RuntimeError, Status,
 };
 use berth_runtime::syscall::LinuxSyscall;
 use nix::sys::signal::Signal;
@@ -29,18 +29,29 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let rootfs = dir.path().join("busybox");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-rootfs.sh");
-        let status = std::process::Command::new(script).arg(&rootfs).status().expect("busybox-rootfs.sh");
+        let status = std::process::Command::new(script)
+            .arg(&rootfs)
+            .status()
+            .expect("busybox-rootfs.sh");
         assert!(status.success());
         let mut config = RuntimeConfig::new(dir.path().join("root"), dir.path().join("run"));
         config.shim_exe = std::env::current_exe().unwrap();
         config.cgroup_parent = PathBuf::from("/berth-test");
         let runtime = LinuxRuntime::new(config, Arc::new(LinuxSyscall));
-        Self { _dir: dir, rootfs, runtime }
+        Self {
+            _dir: dir,
+            rootfs,
+            runtime,
+        }
     }
 
     fn config(&self, name: &str, args: &[&str]) -> ContainerConfig {
         let id: ContainerId = format!("t-{name}-{}", std::process::id()).parse().unwrap();
-        ContainerConfig::new(id, vec![self.rootfs.clone()], args.iter().map(|s| s.to_string()).collect())
+        ContainerConfig::new(
+            id,
+            vec![self.rootfs.clone()],
+            args.iter().map(|s| s.to_string()).collect(),
+        )
     }
 
     /// Create, start and wait; returns the exit and the log.
@@ -54,14 +65,29 @@ impl Fixture {
 
     fn create(&self, config: ContainerConfig) -> Guard<'_> {
         let id = config.id.clone();
-        self.runtime.create(config, CreateOptions { detach: true, attach: false }).expect("create");
-        Guard { runtime: &self.runtime, id }
+        self.runtime
+            .create(
+                config,
+                CreateOptions {
+                    detach: true,
+                    attach: false,
+                },
+            )
+            .expect("create");
+        Guard {
+            runtime: &self.runtime,
+            id,
+        }
     }
 
     /// The text of the log's records, without timestamps and stream tags.
     fn log(&self, id: &ContainerId) -> String {
-        let text = std::fs::read_to_string(self.runtime.container_dir(id).join("container.log")).unwrap_or_default();
-        text.lines().filter_map(|l| l.splitn(4, ' ').nth(3)).map(|l| format!("{l}\n")).collect()
+        let text = std::fs::read_to_string(self.runtime.container_dir(id).join("container.log"))
+            .unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.splitn(4, ' ').nth(3))
+            .map(|l| format!("{l}\n"))
+            .collect()
     }
 
     fn run_sh(&self, name: &str, script: &str) -> (ExitStatus, String) {
@@ -92,7 +118,11 @@ fn assert_nothing_left(fx: &Fixture, id: &ContainerId) {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mountinfo.contains(id.as_str()), "mount left: {mountinfo}");
     for hierarchy in std::fs::read_dir(&config.cgroup_root).unwrap() {
-        let dir = hierarchy.unwrap().path().join(config.cgroup_parent.strip_prefix("/").unwrap()).join(id.as_str());
+        let dir = hierarchy
+            .unwrap()
+            .path()
+            .join(config.cgroup_parent.strip_prefix("/").unwrap())
+            .join(id.as_str());
         assert!(!dir.exists(), "cgroup left: {}", dir.display());
     }
     let link = config.root.join("names").join(id.as_str());
@@ -100,7 +130,14 @@ fn assert_nothing_left(fx: &Fixture, id: &ContainerId) {
 }
 
 fn pid1_hostname_and_isolated_proc(fx: &Fixture) {
-    let mut config = fx.config("pid1", &["sh", "-c", "echo $$; hostname; ls /proc | grep '^[0-9]' | tr '\\n' ' '"]);
+    let mut config = fx.config(
+        "pid1",
+        &[
+            "sh",
+            "-c",
+            "echo $$; hostname; ls /proc | grep '^[0-9]' | tr '\\n' ' '",
+        ],
+    );
     config.hostname = Some("box".into());
     let (exit, log, _g) = fx.run(config);
     assert_eq!(exit.code, 0, "{log}");
@@ -108,12 +145,20 @@ fn pid1_hostname_and_isolated_proc(fx: &Fixture) {
     assert_eq!(lines[0], "1");
     assert_eq!(lines[1], "box");
     // Only the container's own processes: sh (1) and the pipeline's.
-    let pids: Vec<u32> = lines[2].split_whitespace().map(|p| p.parse().unwrap()).collect();
-    assert!(pids.contains(&1) && pids.len() <= 4 && pids.iter().all(|p| *p < 10), "{pids:?}");
+    let pids: Vec<u32> = lines[2]
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(
+        pids.contains(&1) && pids.len() <= 4 && pids.iter().all(|p| *p < 10),
+        "{pids:?}"
+    );
 }
 
-fn docker_capabilities_and_no_new_privs(fx: &Fixture) {
-    let (exit, log) = fx.run_sh("caps", "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status");
+fn docker_capabilities_no_new_privs_and_seccomp(fx: &Fixture) {
+    let script = "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; \
+        unshare -U true 2>/dev/null && echo USERNS; echo done";
+    let (exit, log) = fx.run_sh("caps", script);
     assert_eq!(exit.code, 0, "{log}");
     for expected in [
         "CapInh:\t0000000000000000",
@@ -122,14 +167,33 @@ fn docker_capabilities_and_no_new_privs(fx: &Fixture) {
         "CapBnd:\t00000000a80425fb",
         "CapAmb:\t0000000000000000",
         "NoNewPrivs:\t1",
+        "Seccomp:\t2",
     ] {
         assert!(log.contains(expected), "{expected} not in {log}");
     }
+    // No user namespace either: capabilities do not guard those, the seccomp filter does.
+    assert!(log.ends_with("done\n") && !log.contains("USERNS"), "{log}");
+
+    let mut config = fx.config("unconfined", &["grep", "Seccomp:", "/proc/self/status"]);
+    config.process.seccomp = false;
+    let (_, log, _g) = fx.run(config);
+    assert_eq!(log, "Seccomp:\t0\n");
 }
 
 fn non_root_user_gets_no_effective_caps(fx: &Fixture) {
-    let mut config = fx.config("user", &["sh", "-c", "id -u; id -g; id -G; grep CapEff /proc/self/status; echo $HOME"]);
-    config.process.user = User { uid: 33, gid: 33, additional_gids: vec![44] };
+    let mut config = fx.config(
+        "user",
+        &[
+            "sh",
+            "-c",
+            "id -u; id -g; id -G; grep CapEff /proc/self/status; echo $HOME",
+        ],
+    );
+    config.process.user = User {
+        uid: 33,
+        gid: 33,
+        additional_gids: vec![44],
+    };
     let (exit, log, _g) = fx.run(config);
     assert_eq!(exit.code, 0, "{log}");
     assert_eq!(log, "33\n33\n33 44\nCapEff:\t0000000000000000\n/var/www\n");
@@ -151,15 +215,40 @@ fn masked_and_readonly_paths_hold(fx: &Fixture) {
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines[0].trim(), "0", "/proc/kcore must read empty: {log}");
     assert_eq!(lines[1].trim(), "0", "/proc/acpi must be empty: {log}");
-    assert_eq!(lines[2..], ["SYS-RO", "MOUNT-DENIED", "1", "0", "0", "done"], "{log}");
+    assert_eq!(
+        lines[2..],
+        ["SYS-RO", "MOUNT-DENIED", "1", "0", "0", "done"],
+        "{log}"
+    );
     let host_timer_list = std::fs::read_to_string("/proc/timer_list").unwrap_or_default();
-    assert!(!host_timer_list.is_empty(), "the host's /proc/timer_list has content to hide");
+    assert!(
+        !host_timer_list.is_empty(),
+        "the host's /proc/timer_list has content to hide"
+    );
 }
 
 fn no_fd_leaks_into_the_container(fx: &Fixture) {
-    let (exit, log) = fx.run_sh("fds", "ls /proc/1/fd | tr '\\n' ' '; true");
-    assert_eq!(exit.code, 0, "{log}");
-    assert_eq!(log.trim(), "0 1 2");
+    // Looked at from the host: the running PID 1 holds exactly stdin, stdout and stderr.
+    let guard = fx.create(fx.config("fds", &["sleep", "5"]));
+    fx.runtime.start(&guard.id).unwrap();
+    let init = fx.runtime.state(&guard.id).unwrap().init_pid.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_link(format!("/proc/{init}/exe"))
+        .map(|e| !e.ends_with("busybox"))
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "init never exec'd");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{init}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"]);
+    let stdin = std::fs::read_link(format!("/proc/{init}/fd/0")).unwrap();
+    assert_eq!(stdin, Path::new("/dev/null"));
+    fx.runtime.kill(&guard.id, Signal::SIGKILL).unwrap();
 }
 
 fn devices_and_network_none(fx: &Fixture) {
@@ -169,12 +258,22 @@ fn devices_and_network_none(fx: &Fixture) {
     let (exit, log) = fx.run_sh("dev", script);
     assert_eq!(exit.code, 0, "{log}");
     let lines: Vec<&str> = log.lines().collect();
-    for node in ["null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "mqueue", "fd", "stdin"] {
-        assert!(lines[0].split(' ').any(|n| n == node), "/dev/{node} missing: {}", lines[0]);
+    for node in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "mqueue", "fd",
+        "stdin",
+    ] {
+        assert!(
+            lines[0].split(' ').any(|n| n == node),
+            "/dev/{node} missing: {}",
+            lines[0]
+        );
     }
     assert_eq!(lines[1], "666 1,3");
     assert_eq!(lines[2], "lo", "only loopback: {log}");
-    assert_eq!(lines[3], "unknown", "lo is up (operstate of lo reads unknown): {log}");
+    assert_eq!(
+        lines[3], "unknown",
+        "lo is up (operstate of lo reads unknown): {log}"
+    );
     assert_eq!(lines[4], "hi");
 }
 
@@ -202,20 +301,42 @@ fn exit_codes_and_signals_propagate(fx: &Fixture) {
 fn setup_errors_are_reported_with_docker_codes(fx: &Fixture) {
     let config = fx.config("nocmd", &["/bin/nope"]);
     let id = config.id.clone();
-    let err = fx.runtime.create(config, CreateOptions { detach: true, attach: false }).unwrap_err();
+    let err = fx
+        .runtime
+        .create(
+            config,
+            CreateOptions {
+                detach: true,
+                attach: false,
+            },
+        )
+        .unwrap_err();
     assert_eq!(err.exit_code(), 127);
-    assert_eq!(err.to_string(), r#"exec "/bin/nope": No such file or directory (os error 2)"#);
+    assert_eq!(
+        err.to_string(),
+        r#"exec "/bin/nope": No such file or directory (os error 2)"#
+    );
     assert_nothing_left(fx, &id);
 
     let config = fx.config("nopath", &["nope"]);
-    let err = fx.runtime.create(config, CreateOptions::default()).unwrap_err();
+    let err = fx
+        .runtime
+        .create(config, CreateOptions::default())
+        .unwrap_err();
     assert_eq!(err.exit_code(), 127);
-    assert!(err.to_string().contains("executable file not found in $PATH"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("executable file not found in $PATH"),
+        "{err}"
+    );
 
     let mut config = fx.config("badcwd", &["true"]);
     config.process.cwd = "/etc/passwd".into();
     let id = config.id.clone();
-    let err = fx.runtime.create(config, CreateOptions::default()).unwrap_err();
+    let err = fx
+        .runtime
+        .create(config, CreateOptions::default())
+        .unwrap_err();
     assert!(err.to_string().contains("cwd"), "{err}");
     assert_nothing_left(fx, &id);
 
@@ -228,20 +349,32 @@ fn setup_errors_are_reported_with_docker_codes(fx: &Fixture) {
 
 fn memory_limit_oom_kills(fx: &Fixture) {
     let mut config = fx.config("oom", &["tail", "/dev/zero"]);
-    config.resources = Resources { memory_limit: Some(16 << 20), ..Default::default() };
+    config.resources = Resources {
+        memory_limit: Some(16 << 20),
+        ..Default::default()
+    };
     let (exit, log, g) = fx.run(config);
     assert_eq!((exit.code, exit.oom_killed), (137, true), "{log}");
-    assert_eq!(fx.runtime.state(&g.id).unwrap().reason, Some(Reason::OomKilled));
+    assert_eq!(
+        fx.runtime.state(&g.id).unwrap().reason,
+        Some(Reason::OomKilled)
+    );
 }
 
 fn pids_limit_holds_against_a_fork_loop(fx: &Fixture) {
     // Ten fit; the loop's fork fails (busybox sh then exits 2) before it gets to forty.
     let script = "for i in $(seq 40); do sleep 1 & echo $i > /tmp/forked; done; echo ALL-FORKED";
     let mut config = fx.config("pids", &["sh", "-c", script]);
-    config.resources = Resources { pids_limit: Some(10), ..Default::default() };
+    config.resources = Resources {
+        pids_limit: Some(10),
+        ..Default::default()
+    };
     let (exit, log, g) = fx.run(config);
     assert_eq!(exit.code, 2, "{log}");
-    assert!(log.contains("can't fork") && !log.contains("ALL-FORKED"), "{log}");
+    assert!(
+        log.contains("can't fork") && !log.contains("ALL-FORKED"),
+        "{log}"
+    );
     let _ = g;
 }
 
@@ -249,16 +382,34 @@ fn stop_kills_after_grace_and_cooperative_exits_on_term(fx: &Fixture) {
     let guard = fx.create(fx.config("stubborn", &["sh", "-c", "trap '' TERM; sleep 100"]));
     fx.runtime.start(&guard.id).unwrap();
     let began = Instant::now();
-    let exit = fx.runtime.stop(&guard.id, Duration::from_secs(1), None).unwrap().unwrap();
+    let exit = fx
+        .runtime
+        .stop(&guard.id, Duration::from_secs(1), None)
+        .unwrap()
+        .unwrap();
     let took = began.elapsed();
     assert_eq!(exit.code, 137);
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
 
-    let guard = fx.create(fx.config("polite", &["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]));
+    let guard = fx.create(fx.config(
+        "polite",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        ],
+    ));
     fx.runtime.start(&guard.id).unwrap();
     std::thread::sleep(Duration::from_millis(200)); // let the trap be installed
     let began = Instant::now();
-    let exit = fx.runtime.stop(&guard.id, Duration::from_secs(10), None).unwrap().unwrap();
+    let exit = fx
+        .runtime
+        .stop(&guard.id, Duration::from_secs(10), None)
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.code, 0);
     assert!(began.elapsed() < Duration::from_secs(3));
 }
@@ -267,9 +418,18 @@ fn created_container_can_be_listed_killed_and_deleted(fx: &Fixture) {
     let guard = fx.create(fx.config("created", &["true"]));
     let state = fx.runtime.state(&guard.id).unwrap();
     assert_eq!(state.status, Status::Created);
-    assert!(fx.runtime.list().unwrap().iter().any(|c| c.config.id == guard.id));
+    assert!(
+        fx.runtime
+            .list()
+            .unwrap()
+            .iter()
+            .any(|c| c.config.id == guard.id)
+    );
     assert!(fx.runtime.stats(&guard.id).is_ok());
-    assert!(matches!(fx.runtime.delete(&guard.id, false), Err(RuntimeError::Running(_))));
+    assert!(matches!(
+        fx.runtime.delete(&guard.id, false),
+        Err(RuntimeError::Running(_))
+    ));
     fx.runtime.delete(&guard.id, true).unwrap();
     assert_nothing_left(fx, &guard.id);
 }
@@ -278,7 +438,8 @@ fn logs_and_cleanup_after_delete(fx: &Fixture) {
     let (exit, log, guard) = fx.run(fx.config("logs", &["sh", "-c", "echo out; echo err >&2"]));
     assert_eq!(exit.code, 0);
     assert_eq!(log, "out\nerr\n");
-    let raw = std::fs::read_to_string(fx.runtime.container_dir(&guard.id).join("container.log")).unwrap();
+    let raw =
+        std::fs::read_to_string(fx.runtime.container_dir(&guard.id).join("container.log")).unwrap();
     assert!(raw.lines().any(|l| l.ends_with(" stdout F out")), "{raw}");
     assert!(raw.lines().any(|l| l.ends_with(" stderr F err")), "{raw}");
     let id = guard.id.clone();
@@ -290,10 +451,26 @@ fn auto_remove_leaves_nothing(fx: &Fixture) {
     let mut config = fx.config("autorm", &["sh", "-c", "sleep 0.2"]);
     config.auto_remove = true;
     let id = config.id.clone();
-    let created = fx.runtime.create(config, CreateOptions { detach: true, attach: false }).unwrap();
-    let exit_fd = fx.runtime.exit_fd(&created.id).unwrap().expect("shim alive");
+    let created = fx
+        .runtime
+        .create(
+            config,
+            CreateOptions {
+                detach: true,
+                attach: false,
+            },
+        )
+        .unwrap();
+    let exit_fd = fx
+        .runtime
+        .exit_fd(&created.id)
+        .unwrap()
+        .expect("shim alive");
     fx.runtime.start(&id).unwrap();
-    let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&exit_fd), nix::poll::PollFlags::POLLIN)];
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&exit_fd),
+        nix::poll::PollFlags::POLLIN,
+    )];
     nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).unwrap();
     assert_nothing_left(fx, &id);
 }
@@ -305,8 +482,20 @@ fn readonly_rootfs_and_extra_mounts(fx: &Fixture) {
     let mut config = fx.config("ro", &["sh", "-c", "touch /x 2>/dev/null && echo WROTE-ROOT; cat /data/file; (echo no > /data/y) 2>/dev/null && echo WROTE-DATA; echo ok > /scratch/z && cat /scratch/z; (echo ok > /tmp/t) 2>/dev/null || echo tmp-ro"]);
     config.rootfs.readonly = true;
     config.mounts = vec![
-        Mount { destination: "/data".into(), kind: MountKind::Bind { source: host_dir.clone(), readonly: true } },
-        Mount { destination: "/scratch".into(), kind: MountKind::Tmpfs { size_bytes: Some(1 << 20), mode: 0o1777 } },
+        Mount {
+            destination: "/data".into(),
+            kind: MountKind::Bind {
+                source: host_dir.clone(),
+                readonly: true,
+            },
+        },
+        Mount {
+            destination: "/scratch".into(),
+            kind: MountKind::Tmpfs {
+                size_bytes: Some(1 << 20),
+                mode: 0o1777,
+            },
+        },
     ];
     let (exit, log, _g) = fx.run(config);
     assert_eq!(exit.code, 0, "{log}");
@@ -320,7 +509,10 @@ fn host_network_and_joined_namespace(fx: &Fixture) {
     config.namespaces.network = NamespaceMode::Host;
     let (exit, log, _g) = fx.run(config);
     assert_eq!(exit.code, 0);
-    let host_lines = std::fs::read_to_string("/proc/net/dev").unwrap().lines().count();
+    let host_lines = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .count();
     assert_eq!(log.trim().parse::<usize>().unwrap(), host_lines);
 
     // A second container joins the first one's network and UTS namespaces (a pod).
@@ -329,7 +521,10 @@ fn host_network_and_joined_namespace(fx: &Fixture) {
     let first = fx.create(first);
     fx.runtime.start(&first.id).unwrap();
     let init = fx.runtime.state(&first.id).unwrap().init_pid.unwrap();
-    let mut second = fx.config("pod-b", &["sh", "-c", "hostname; readlink /proc/self/ns/net"]);
+    let mut second = fx.config(
+        "pod-b",
+        &["sh", "-c", "hostname; readlink /proc/self/ns/net"],
+    );
     second.namespaces.network = NamespaceMode::Join(format!("/proc/{init}/ns/net").into());
     second.namespaces.uts = NamespaceMode::Join(format!("/proc/{init}/ns/uts").into());
     let (exit, log, _g) = fx.run(second);
@@ -338,31 +533,76 @@ fn host_network_and_joined_namespace(fx: &Fixture) {
     assert_eq!(log, format!("pod\n{}\n", first_net.display()));
 }
 
+/// A named test of this harness.
+type Test = fn(&Fixture);
+
 fn main() {
     berth_runtime::shim::run_if_shim();
     if !nix::unistd::geteuid().is_root() {
         eprintln!("container tests need root; skipped");
         return;
     }
-    let tests: &[(&str, fn(&Fixture))] = &[
-        ("pid1_hostname_and_isolated_proc", pid1_hostname_and_isolated_proc),
-        ("docker_capabilities_and_no_new_privs", docker_capabilities_and_no_new_privs),
-        ("non_root_user_gets_no_effective_caps", non_root_user_gets_no_effective_caps),
-        ("masked_and_readonly_paths_hold", masked_and_readonly_paths_hold),
-        ("no_fd_leaks_into_the_container", no_fd_leaks_into_the_container),
+    let tests: &[(&str, Test)] = &[
+        (
+            "pid1_hostname_and_isolated_proc",
+            pid1_hostname_and_isolated_proc,
+        ),
+        (
+            "docker_capabilities_no_new_privs_and_seccomp",
+            docker_capabilities_no_new_privs_and_seccomp,
+        ),
+        (
+            "non_root_user_gets_no_effective_caps",
+            non_root_user_gets_no_effective_caps,
+        ),
+        (
+            "masked_and_readonly_paths_hold",
+            masked_and_readonly_paths_hold,
+        ),
+        (
+            "no_fd_leaks_into_the_container",
+            no_fd_leaks_into_the_container,
+        ),
         ("devices_and_network_none", devices_and_network_none),
-        ("exit_codes_and_signals_propagate", exit_codes_and_signals_propagate),
-        ("setup_errors_are_reported_with_docker_codes", setup_errors_are_reported_with_docker_codes),
+        (
+            "exit_codes_and_signals_propagate",
+            exit_codes_and_signals_propagate,
+        ),
+        (
+            "setup_errors_are_reported_with_docker_codes",
+            setup_errors_are_reported_with_docker_codes,
+        ),
         ("memory_limit_oom_kills", memory_limit_oom_kills),
-        ("pids_limit_holds_against_a_fork_loop", pids_limit_holds_against_a_fork_loop),
-        ("stop_kills_after_grace_and_cooperative_exits_on_term", stop_kills_after_grace_and_cooperative_exits_on_term),
-        ("created_container_can_be_listed_killed_and_deleted", created_container_can_be_listed_killed_and_deleted),
-        ("logs_and_cleanup_after_delete", logs_and_cleanup_after_delete),
+        (
+            "pids_limit_holds_against_a_fork_loop",
+            pids_limit_holds_against_a_fork_loop,
+        ),
+        (
+            "stop_kills_after_grace_and_cooperative_exits_on_term",
+            stop_kills_after_grace_and_cooperative_exits_on_term,
+        ),
+        (
+            "created_container_can_be_listed_killed_and_deleted",
+            created_container_can_be_listed_killed_and_deleted,
+        ),
+        (
+            "logs_and_cleanup_after_delete",
+            logs_and_cleanup_after_delete,
+        ),
         ("auto_remove_leaves_nothing", auto_remove_leaves_nothing),
-        ("readonly_rootfs_and_extra_mounts", readonly_rootfs_and_extra_mounts),
-        ("host_network_and_joined_namespace", host_network_and_joined_namespace),
+        (
+            "readonly_rootfs_and_extra_mounts",
+            readonly_rootfs_and_extra_mounts,
+        ),
+        (
+            "host_network_and_joined_namespace",
+            host_network_and_joined_namespace,
+        ),
     ];
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let fixture = Fixture::new();
     let mut failed = Vec::new();
     let mut ran = 0;
@@ -379,7 +619,11 @@ fn main() {
             failed.push(*name);
         }
     }
-    println!("\ntest result: {} passed; {} failed", ran - failed.len(), failed.len());
+    println!(
+        "\ntest result: {} passed; {} failed",
+        ran - failed.len(),
+        failed.len()
+    );
     if !failed.is_empty() {
         println!("failed: {failed:?}");
         std::process::exit(1);

@@ -380,3 +380,22 @@ fn nested_indexes_pick_the_host_platform_and_docker_media_types_work() {
     assert_eq!(fs::read(image.layers[0].join("hello")).unwrap(), b"docker");
     assert_eq!(image.config.cmd, ["/bin/sh"]);
 }
+
+#[test]
+fn removing_by_digest_deletes_every_tag() {
+    let src = tempfile::tempdir().unwrap();
+    let layer = TarBuilder::default().file("f", b"f").finish();
+    write_layout(src.path(), &[layer], Compress::Gzip, None, Tamper::None);
+    let root = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(root.path()).unwrap();
+    let digest = store.import(src.path(), Some("one:1")).unwrap()[0]
+        .manifest_digest
+        .clone();
+    store.import(src.path(), Some("two:2")).unwrap();
+    // Two tags on one image: a digest prefix removes the image with both.
+    let removal = store.remove(&digest.hex()[..8], &|_| false).unwrap();
+    assert_eq!(removal.untagged, ["one:1", "two:2"]);
+    assert_eq!(removal.deleted, Some(digest));
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!((removal.garbage.blobs, removal.garbage.layers), (3, 1));
+}

@@ -22,8 +22,11 @@ pub fn run(_global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<ExitCode> {
         for error in &parsed.errors {
             writeln!(stderr, "error: {error}")?;
         }
-        let sources: std::collections::BTreeSet<_> =
-            parsed.errors.iter().map(|e| (e.location().source.clone(), e.location().document)).collect();
+        let sources: std::collections::BTreeSet<_> = parsed
+            .errors
+            .iter()
+            .map(|e| (e.location().source.clone(), e.location().document))
+            .collect();
         anyhow::bail!(
             "{} problem{} in {} document{}; nothing was applied",
             parsed.errors.len(),
@@ -33,8 +36,23 @@ pub fn run(_global: &GlobalArgs, args: ApplyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut stdout = std::io::stdout().lock();
-    print(&mut stdout, &parsed.documents, args.output)?;
-    Ok(ExitCode::SUCCESS)
+    match print(&mut stdout, &parsed.documents, args.output) {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(err) if is_broken_pipe(&err) => Ok(ExitCode::SUCCESS),
+        result => result.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn print(out: &mut impl Write, documents: &[Document], format: OutputFormat) -> anyhow::Result<()> {
@@ -42,7 +60,12 @@ fn print(out: &mut impl Write, documents: &[Document], format: OutputFormat) -> 
         OutputFormat::Name => {
             for document in documents {
                 let info = document.object.info();
-                writeln!(out, "{}/{} created (dry run)", info.resource_name(), document.object.name())?;
+                writeln!(
+                    out,
+                    "{}/{} created (dry run)",
+                    info.resource_name(),
+                    document.object.name()
+                )?;
             }
         }
         OutputFormat::Yaml => {

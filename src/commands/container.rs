@@ -24,11 +24,22 @@ pub fn run(global: &GlobalArgs, command: ContainerCommand) -> anyhow::Result<Exi
             println!("{}", serde_json::to_string_pretty(&info)?);
             Ok(ExitCode::SUCCESS)
         }
-        ContainerCommand::Logs { follow, timestamps, tail, container } => {
+        ContainerCommand::Logs {
+            follow,
+            timestamps,
+            tail,
+            container,
+        } => {
             let id = runtime.resolve(&container)?;
             let path = runtime.container_dir(&id).join("container.log");
-            let options = ReadOptions { tail, timestamps, follow, include_rotated: true };
-            let mut reader = read_logs(&path, options).with_context(|| format!("logs of {container}"))?;
+            let options = ReadOptions {
+                tail,
+                timestamps,
+                follow,
+                include_rotated: true,
+            };
+            let mut reader =
+                read_logs(&path, options).with_context(|| format!("logs of {container}"))?;
             if follow {
                 let run_dir = global.run_dir.clone();
                 let root = global.root.clone();
@@ -38,7 +49,10 @@ pub fn run(global: &GlobalArgs, command: ContainerCommand) -> anyhow::Result<Exi
                         berth_runtime::container::RuntimeConfig::new(root.clone(), run_dir.clone()),
                         std::sync::Arc::new(berth_runtime::syscall::LinuxSyscall),
                     );
-                    runtime.state(&id).map(|s| s.status == Status::Stopped).unwrap_or(true)
+                    runtime
+                        .state(&id)
+                        .map(|s| s.status == Status::Stopped)
+                        .unwrap_or(true)
                 });
             }
             let stdout = std::io::stdout();
@@ -65,15 +79,29 @@ pub fn run(global: &GlobalArgs, command: ContainerCommand) -> anyhow::Result<Exi
         ContainerCommand::Rm { force, containers } => {
             let mut failed = false;
             for container in containers {
-                match runtime.resolve(&container).and_then(|id| runtime.delete(&id, force)) {
+                match runtime
+                    .resolve(&container)
+                    .and_then(|id| runtime.delete(&id, force))
+                {
                     Ok(()) => println!("{container}"),
                     Err(err) => {
-                        eprintln!("berth: {}", anyhow::Error::from(err).chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": "));
+                        eprintln!(
+                            "berth: {}",
+                            anyhow::Error::from(err)
+                                .chain()
+                                .map(|e| e.to_string())
+                                .collect::<Vec<_>>()
+                                .join(": ")
+                        );
                         failed = true;
                     }
                 }
             }
-            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }
@@ -91,7 +119,15 @@ fn list(runtime: &LinuxRuntime, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let now = Timestamp::now();
     let rows: Vec<[String; 6]> = containers.iter().map(|info| row(info, now)).collect();
-    let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"].map(String::from);
+    let header = [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "NAMES",
+    ]
+    .map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -99,7 +135,11 @@ fn list(runtime: &LinuxRuntime, quiet: bool) -> anyhow::Result<ExitCode> {
         }
     }
     for r in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         writeln!(out, "{}", line.join("   ").trim_end())?;
     }
     Ok(ExitCode::SUCCESS)
@@ -111,7 +151,11 @@ fn row(info: &ContainerInfo, now: Timestamp) -> [String; 6] {
     if command.chars().count() > 22 {
         command = format!("{}…\"", command.chars().take(20).collect::<String>());
     }
-    let image = config.image.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+    let image = config
+        .image
+        .as_ref()
+        .map(|i| i.name.clone())
+        .unwrap_or_default();
     let (created, status) = match &info.state {
         None => (String::new(), "Unknown".to_string()),
         Some(state) => {
@@ -119,7 +163,10 @@ fn row(info: &ContainerInfo, now: Timestamp) -> [String; 6] {
             let status = match state.status {
                 Status::Created => "Created".to_string(),
                 Status::Running => {
-                    format!("Up {}", human_duration(now, state.started_at.unwrap_or(state.created_at)))
+                    format!(
+                        "Up {}",
+                        human_duration(now, state.started_at.unwrap_or(state.created_at))
+                    )
                 }
                 Status::Stopped => format!(
                     "Exited ({}) {} ago",
@@ -130,7 +177,14 @@ fn row(info: &ContainerInfo, now: Timestamp) -> [String; 6] {
             (created, status)
         }
     };
-    [config.id.short().to_string(), image, command, created, status, config.name.clone()]
+    [
+        config.id.short().to_string(),
+        image,
+        command,
+        created,
+        status,
+        config.name.clone(),
+    ]
 }
 
 /// docker's `units.HumanDuration`.

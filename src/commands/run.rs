@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use berth_runtime::cgroup::{CpuQuota, Resources};
 use berth_runtime::container::config::{ImageRef, NamespaceMode, User};
 use berth_runtime::container::{
-    ContainerConfig, ContainerId, CreateOptions, LinuxRuntime, RuntimeConfig, RuntimeError, SignalProxy,
+    ContainerConfig, ContainerId, CreateOptions, LinuxRuntime, RuntimeConfig, RuntimeError,
+    SignalProxy,
 };
 use berth_runtime::image::{ImageConfig, ImageStore, ResolvedImage};
 use berth_runtime::syscall::{LinuxSyscall, secure_join};
@@ -19,7 +20,10 @@ use crate::cli::{GlobalArgs, NetworkMode, RunArgs};
 
 /// The runtime for the CLI's `--root`/`--run-dir`.
 pub fn runtime(global: &GlobalArgs) -> LinuxRuntime {
-    LinuxRuntime::new(RuntimeConfig::new(global.root.clone(), global.run_dir.clone()), Arc::new(LinuxSyscall))
+    LinuxRuntime::new(
+        RuntimeConfig::new(global.root.clone(), global.run_dir.clone()),
+        Arc::new(LinuxSyscall),
+    )
 }
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -31,7 +35,13 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = runtime(global);
 
     if args.detach {
-        let created = match runtime.create(config, CreateOptions { detach: true, attach: false }) {
+        let created = match runtime.create(
+            config,
+            CreateOptions {
+                detach: true,
+                attach: false,
+            },
+        ) {
             Ok(created) => created,
             Err(err) => return Ok(fail(&err)),
         };
@@ -45,7 +55,13 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     // Before create: a Ctrl-C from now on is forwarded to the container.
     let proxy = SignalProxy::install()?;
-    let created = match runtime.create(config, CreateOptions { detach: false, attach: true }) {
+    let created = match runtime.create(
+        config,
+        CreateOptions {
+            detach: false,
+            attach: true,
+        },
+    ) {
         Ok(created) => created,
         Err(err) => return Ok(fail(&err)),
     };
@@ -76,7 +92,11 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// The container's command by Kubernetes' rules: `command` (entrypoint) replaces the image's
 /// Entrypoint and drops its Cmd; `args` replace the Cmd.
-pub fn merge_command(image: &ImageConfig, entrypoint: Option<&str>, args: &[String]) -> anyhow::Result<Vec<String>> {
+pub fn merge_command(
+    image: &ImageConfig,
+    entrypoint: Option<&str>,
+    args: &[String],
+) -> anyhow::Result<Vec<String>> {
     let mut command = match entrypoint {
         Some(entrypoint) => vec![entrypoint.to_string()],
         None => image.entrypoint.clone(),
@@ -103,7 +123,10 @@ pub fn merge_env(image: &[String], flags: &[String]) -> Vec<String> {
                 Err(_) => continue,
             },
         };
-        let key = entry.split_once('=').map(|(k, _)| k.to_string()).unwrap_or_default();
+        let key = entry
+            .split_once('=')
+            .map(|(k, _)| k.to_string())
+            .unwrap_or_default();
         env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
         env.push(entry);
     }
@@ -113,9 +136,13 @@ pub fn merge_env(image: &[String], flags: &[String]) -> Vec<String> {
 /// Bytes from `64Mi` (Kubernetes), `64m`/`64M`/`1g` (docker: binary units, so `M` is MiB
 /// here, not Kubernetes' 10^6) or plain bytes.
 pub fn parse_memory(text: &str) -> anyhow::Result<u64> {
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().with_context(|| format!("invalid memory size {text:?}"))?;
+    let number: f64 = number
+        .parse()
+        .with_context(|| format!("invalid memory size {text:?}"))?;
     let multiplier: u64 = match unit {
         "" | "b" | "B" => 1,
         "k" | "K" | "Ki" | "kb" | "KB" => 1 << 10,
@@ -137,12 +164,17 @@ pub fn parse_cpus(text: &str) -> anyhow::Result<CpuQuota> {
         Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0),
         None => text.parse::<f64>(),
     }
-    .with_context(|| format!("invalid --cpus {text:?}: expected cores (0.5) or millicores (500m)"))?;
-    if !(cores > 0.0) || cores > 1024.0 {
+    .with_context(|| {
+        format!("invalid --cpus {text:?}: expected cores (0.5) or millicores (500m)")
+    })?;
+    if !cores.is_finite() || cores <= 0.0 || cores > 1024.0 {
         bail!("invalid --cpus {text:?}: must be above 0");
     }
     let period_us = 100_000;
-    Ok(CpuQuota { quota_us: ((cores * period_us as f64).round() as u64).max(1000), period_us })
+    Ok(CpuQuota {
+        quota_us: ((cores * period_us as f64).round() as u64).max(1000),
+        period_us,
+    })
 }
 
 /// `uid[:gid]` or names, looked up in the image's /etc/passwd and /etc/group (top layer
@@ -155,9 +187,10 @@ pub fn resolve_user(spec: &str, layers: &[PathBuf]) -> anyhow::Result<User> {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| {
-        f.len() >= 4 && (f[0] == user_part || f[2] == user_part)
-    });
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && (f[0] == user_part || f[2] == user_part));
     let uid: u32 = match user_part.parse() {
         Ok(uid) => uid,
         Err(_) => match &entry {
@@ -173,7 +206,9 @@ pub fn resolve_user(spec: &str, layers: &[PathBuf]) -> anyhow::Result<User> {
                 .map(|l| l.split(':').collect::<Vec<_>>())
                 .find(|f| f.len() >= 3 && f[0] == g)
                 .and_then(|f| f[2].parse().ok())
-                .with_context(|| format!("unable to find group {g}: no matching entries in group file"))?,
+                .with_context(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
         },
         None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
     };
@@ -181,11 +216,20 @@ pub fn resolve_user(spec: &str, layers: &[PathBuf]) -> anyhow::Result<User> {
     let additional_gids = group
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| f.len() >= 4 && name.as_deref().is_some_and(|n| f[3].split(',').any(|m| m == n)))
+        .filter(|f| {
+            f.len() >= 4
+                && name
+                    .as_deref()
+                    .is_some_and(|n| f[3].split(',').any(|m| m == n))
+        })
         .filter_map(|f| f[2].parse().ok())
         .filter(|g| *g != gid)
         .collect();
-    Ok(User { uid, gid, additional_gids })
+    Ok(User {
+        uid,
+        gid,
+        additional_gids,
+    })
 }
 
 fn read_from_layers(layers: &[PathBuf], path: &str) -> String {
@@ -200,7 +244,11 @@ fn read_from_layers(layers: &[PathBuf], path: &str) -> String {
 pub fn merge_capabilities(defaults: &[String], add: &[String], drop: &[String]) -> Vec<String> {
     let canonical = |c: &str| {
         let upper = c.to_ascii_uppercase();
-        if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") }
+        if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        }
     };
     let mut caps: Vec<String> = defaults.to_vec();
     if drop.iter().any(|d| d.eq_ignore_ascii_case("ALL")) {
@@ -241,13 +289,21 @@ fn container_config(args: &RunArgs, image: &ResolvedImage) -> anyhow::Result<Con
         _ => PathBuf::from("/"),
     };
     if !config.process.cwd.is_absolute() {
-        bail!("the working directory {:?} is invalid, it needs to be an absolute path", config.process.cwd);
+        bail!(
+            "the working directory {:?} is invalid, it needs to be an absolute path",
+            config.process.cwd
+        );
     }
-    let user = args.user.as_deref().or(image.config.user.as_deref()).filter(|u| !u.is_empty());
+    let user = args
+        .user
+        .as_deref()
+        .or(image.config.user.as_deref())
+        .filter(|u| !u.is_empty());
     if let Some(user) = user {
         config.process.user = resolve_user(user, &image.layers)?;
     }
-    config.process.capabilities = merge_capabilities(&config.process.capabilities, &args.cap_add, &args.cap_drop);
+    config.process.capabilities =
+        merge_capabilities(&config.process.capabilities, &args.cap_add, &args.cap_drop);
     config.hostname = args.hostname.clone();
     config.namespaces.network = match args.network {
         NetworkMode::None => NamespaceMode::New,
@@ -287,12 +343,27 @@ mod tests {
     #[test]
     fn command_follows_kubernetes_override_rules() {
         let img = image(&["/entry"], &["--default"]);
-        assert_eq!(merge_command(&img, None, &[]).unwrap(), ["/entry", "--default"]);
-        assert_eq!(merge_command(&img, None, &strings(&["x"])).unwrap(), ["/entry", "x"]);
-        assert_eq!(merge_command(&img, Some("/bin/sh"), &[]).unwrap(), ["/bin/sh"]);
-        assert_eq!(merge_command(&img, Some("/bin/sh"), &strings(&["-c", "true"])).unwrap(), ["/bin/sh", "-c", "true"]);
+        assert_eq!(
+            merge_command(&img, None, &[]).unwrap(),
+            ["/entry", "--default"]
+        );
+        assert_eq!(
+            merge_command(&img, None, &strings(&["x"])).unwrap(),
+            ["/entry", "x"]
+        );
+        assert_eq!(
+            merge_command(&img, Some("/bin/sh"), &[]).unwrap(),
+            ["/bin/sh"]
+        );
+        assert_eq!(
+            merge_command(&img, Some("/bin/sh"), &strings(&["-c", "true"])).unwrap(),
+            ["/bin/sh", "-c", "true"]
+        );
         let cmd_only = image(&[], &["sh"]);
-        assert_eq!(merge_command(&cmd_only, None, &strings(&["echo", "hi"])).unwrap(), ["echo", "hi"]);
+        assert_eq!(
+            merge_command(&cmd_only, None, &strings(&["echo", "hi"])).unwrap(),
+            ["echo", "hi"]
+        );
         assert!(merge_command(&image(&[], &[]), None, &[]).is_err());
     }
 
@@ -310,8 +381,20 @@ mod tests {
         assert_eq!(parse_memory("10485760").unwrap(), 10 << 20);
         assert!(parse_memory("1k").is_err(), "below the minimum");
         assert!(parse_memory("12x").is_err());
-        assert_eq!(parse_cpus("0.5").unwrap(), CpuQuota { quota_us: 50_000, period_us: 100_000 });
-        assert_eq!(parse_cpus("500m").unwrap(), CpuQuota { quota_us: 50_000, period_us: 100_000 });
+        assert_eq!(
+            parse_cpus("0.5").unwrap(),
+            CpuQuota {
+                quota_us: 50_000,
+                period_us: 100_000
+            }
+        );
+        assert_eq!(
+            parse_cpus("500m").unwrap(),
+            CpuQuota {
+                quota_us: 50_000,
+                period_us: 100_000
+            }
+        );
         assert_eq!(parse_cpus("2").unwrap().quota_us, 200_000);
         assert!(parse_cpus("0").is_err());
         assert!(parse_cpus("lots").is_err());
@@ -325,21 +408,63 @@ mod tests {
         std::fs::create_dir_all(lower.join("etc")).unwrap();
         std::fs::create_dir_all(upper.join("etc")).unwrap();
         std::fs::write(lower.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
-        std::fs::write(upper.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n").unwrap();
-        std::fs::write(upper.join("etc/group"), "root:x:0:\nwww:x:33:\nlogs:x:40:www,root\n").unwrap();
+        std::fs::write(
+            upper.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            upper.join("etc/group"),
+            "root:x:0:\nwww:x:33:\nlogs:x:40:www,root\n",
+        )
+        .unwrap();
         let layers = vec![lower, upper];
-        assert_eq!(resolve_user("www", &layers).unwrap(), User { uid: 33, gid: 33, additional_gids: vec![40] });
-        assert_eq!(resolve_user("1000", &layers).unwrap(), User { uid: 1000, gid: 0, additional_gids: vec![] });
-        assert_eq!(resolve_user("33:logs", &layers).unwrap(), User { uid: 33, gid: 40, additional_gids: vec![] });
-        assert_eq!(resolve_user("5:6", &layers).unwrap(), User { uid: 5, gid: 6, additional_gids: vec![] });
+        assert_eq!(
+            resolve_user("www", &layers).unwrap(),
+            User {
+                uid: 33,
+                gid: 33,
+                additional_gids: vec![40]
+            }
+        );
+        assert_eq!(
+            resolve_user("1000", &layers).unwrap(),
+            User {
+                uid: 1000,
+                gid: 0,
+                additional_gids: vec![]
+            }
+        );
+        assert_eq!(
+            resolve_user("33:logs", &layers).unwrap(),
+            User {
+                uid: 33,
+                gid: 40,
+                additional_gids: vec![]
+            }
+        );
+        assert_eq!(
+            resolve_user("5:6", &layers).unwrap(),
+            User {
+                uid: 5,
+                gid: 6,
+                additional_gids: vec![]
+            }
+        );
         assert!(resolve_user("nobody", &layers).is_err());
     }
 
     #[test]
     fn capabilities_drop_then_add() {
         let defaults = strings(&["CAP_CHOWN", "CAP_KILL"]);
-        assert_eq!(merge_capabilities(&defaults, &strings(&["net_admin"]), &strings(&["kill"])), ["CAP_CHOWN", "CAP_NET_ADMIN"]);
-        assert_eq!(merge_capabilities(&defaults, &strings(&["CAP_KILL"]), &strings(&["ALL"])), ["CAP_KILL"]);
+        assert_eq!(
+            merge_capabilities(&defaults, &strings(&["net_admin"]), &strings(&["kill"])),
+            ["CAP_CHOWN", "CAP_NET_ADMIN"]
+        );
+        assert_eq!(
+            merge_capabilities(&defaults, &strings(&["CAP_KILL"]), &strings(&["ALL"])),
+            ["CAP_KILL"]
+        );
         assert!(merge_capabilities(&defaults, &strings(&["ALL"]), &[]).len() > 30);
     }
 }

@@ -9,6 +9,8 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
         Some(kind) => berth_api::schema::for_kind(kind)?,
         None => berth_api::schema::all_kinds(),
     };
-    std::io::stdout().lock().write_all(berth_api::schema::to_pretty_json(&schema).as_bytes())?;
+    std::io::stdout()
+        .lock()
+        .write_all(berth_api::schema::to_pretty_json(&schema).as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

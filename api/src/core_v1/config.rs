@@ -75,7 +75,31 @@ impl<'de> Deserialize<'de> for ByteString {
         base64::engine::general_purpose::STANDARD
             .decode(text.trim())
             .map(Self)
-            .map_err(|err| de::Error::custom(format_args!("invalid base64 data: {err}")))
+            .map_err(|err| {
+                de::Error::custom(format_args!(
+                    "expected base64 (standard alphabet, padded): {}",
+                    describe(&err)
+                ))
+            })
+    }
+}
+
+fn describe(err: &base64::DecodeError) -> String {
+    match err {
+        base64::DecodeError::InvalidByte(offset, byte) => {
+            format!(
+                "invalid character {:?} at offset {offset}",
+                char::from(*byte)
+            )
+        }
+        base64::DecodeError::InvalidLength(length) => format!("invalid length {length}"),
+        base64::DecodeError::InvalidLastSymbol(offset, byte) => {
+            format!(
+                "invalid last character {:?} at offset {offset}",
+                char::from(*byte)
+            )
+        }
+        base64::DecodeError::InvalidPadding => "invalid padding".to_owned(),
     }
 }
 

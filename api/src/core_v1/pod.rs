@@ -211,7 +211,11 @@ pub struct ConfigMapVolumeSource {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<KeyToPath>,
     /// File mode bits (0000-0777); default 0644. YAML 1.1 octal (`0644`) is accepted.
-    #[serde(default, deserialize_with = "file_mode::deserialize", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "file_mode::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_mode: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optional: Option<bool>,
@@ -226,7 +230,11 @@ pub struct SecretVolumeSource {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<KeyToPath>,
     /// File mode bits (0000-0777); default 0644. YAML 1.1 octal (`0644`) is accepted.
-    #[serde(default, deserialize_with = "file_mode::deserialize", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "file_mode::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_mode: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optional: Option<bool>,
@@ -238,7 +246,11 @@ pub struct KeyToPath {
     pub key: String,
     /// Relative path of the file; may not contain `..`.
     pub path: String,
-    #[serde(default, deserialize_with = "file_mode::deserialize", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "file_mode::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mode: Option<i32>,
 }
 
@@ -323,7 +335,9 @@ pub struct ContainerPort {
     pub protocol: Option<Protocol>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Protocol {
     #[serde(rename = "TCP")]
     Tcp,
@@ -683,7 +697,11 @@ pub struct ContainerStatus {
     pub image: String,
     #[serde(default, rename = "imageID")]
     pub image_id: String,
-    #[serde(default, rename = "containerID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "containerID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_id: Option<String>,
 }
 
@@ -731,7 +749,11 @@ pub struct ContainerStateTerminated {
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
-    #[serde(default, rename = "containerID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "containerID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_id: Option<String>,
 }
 
@@ -742,7 +764,9 @@ mod file_mode {
 
     use serde::{Deserializer, de};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i32>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<i32>, D::Error> {
         struct Visitor;
         impl de::Visitor<'_> for Visitor {
             type Value = Option<i32>;
@@ -750,13 +774,19 @@ mod file_mode {
                 f.write_str("a file mode: an integer such as 420, 0o644 or 0644 (octal)")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                i32::try_from(v).map(Some).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+                i32::try_from(v)
+                    .map(Some)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                i32::try_from(v).map(Some).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+                i32::try_from(v)
+                    .map(Some)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                let octal = v.strip_prefix('0').filter(|d| !d.is_empty() && d.bytes().all(|b| (b'0'..=b'7').contains(&b)));
+                let octal = v
+                    .strip_prefix('0')
+                    .filter(|d| !d.is_empty() && d.bytes().all(|b| (b'0'..=b'7').contains(&b)));
                 octal
                     .and_then(|digits| i32::from_str_radix(digits, 8).ok())
                     .map(Some)

@@ -82,7 +82,11 @@ impl Path {
     }
 
     pub fn child(&self, name: &str) -> Self {
-        if self.0.is_empty() { Self(name.to_owned()) } else { Self(format!("{}.{name}", self.0)) }
+        if self.0.is_empty() {
+            Self(name.to_owned())
+        } else {
+            Self(format!("{}.{name}", self.0))
+        }
     }
 
     pub fn index(&self, index: usize) -> Self {
@@ -101,5 +105,132 @@ impl Path {
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        ApplyDefaults,
+        core_v1::{EmptyDirVolumeSource, HostPathVolumeSource, Probe, Volume},
+        testing,
+    };
+
+    fn problems(object: impl Into<Object>) -> Vec<String> {
+        let mut object = object.into();
+        object.apply_defaults();
+        validate(&object).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn builders_are_valid() {
+        assert_eq!(
+            problems(testing::deployment("web").with_replicas(3).build()),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(testing::replica_set("web", 2)),
+            Vec::<String>::new()
+        );
+        assert_eq!(problems(testing::pod("p").build()), Vec::<String>::new());
+        assert_eq!(
+            problems(testing::service("web", 80).with_node_port(30080).build()),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn node_port_needs_type_node_port() {
+        let mut service = testing::service("web", 80).build();
+        service.spec.ports[0].node_port = Some(30080);
+        assert_eq!(
+            problems(service),
+            ["spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"]
+        );
+    }
+
+    #[test]
+    fn host_network_ports_must_match() {
+        let mut pod = testing::pod("p").build();
+        pod.spec.host_network = Some(true);
+        pod.spec.containers[0] = testing::container("c", "busybox:1")
+            .with_port("http", 80)
+            .build();
+        pod.spec.containers[0].ports[0].host_port = Some(8080);
+        assert_eq!(
+            problems(pod),
+            [
+                "spec.containers[0].ports[0].hostPort: Invalid value: 8080: must match `containerPort` when `hostNetwork` is true"
+            ]
+        );
+    }
+
+    #[test]
+    fn init_containers_have_no_probes_and_share_the_name_space() {
+        let mut pod = testing::pod("p").build();
+        let mut init = testing::container("main", "busybox:1").build();
+        init.readiness_probe = Some(Probe::default());
+        pod.spec.init_containers.push(init);
+        assert_eq!(
+            problems(pod),
+            [
+                "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers",
+                "spec.containers[0].name: Duplicate value: \"main\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn volumes_have_exactly_one_source_and_unique_names() {
+        let mut pod = testing::pod("p").build();
+        pod.spec.volumes = vec![
+            Volume {
+                name: "data".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                host_path: Some(HostPathVolumeSource {
+                    path: "/srv".into(),
+                    type_: None,
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "data".into(),
+                ..Volume::default()
+            },
+        ];
+        let found = problems(pod);
+        assert_eq!(
+            found,
+            [
+                "spec.volumes[0]: Forbidden: may not specify more than 1 volume type",
+                "spec.volumes[1].name: Duplicate value: \"data\"",
+                "spec.volumes[1]: Required value: must specify a volume type (emptyDir, hostPath, configMap or secret)",
+            ]
+        );
+    }
+
+    #[test]
+    fn annotations_are_limited_in_total_size() {
+        let mut deployment = testing::deployment("web").build();
+        deployment
+            .metadata
+            .annotations
+            .insert("big".into(), "x".repeat(300 * 1024));
+        let found = problems(deployment);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0]
+                .starts_with("metadata.annotations: Too long: may not be more than 262144 bytes"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let mut deployment = testing::deployment("Web").with_replicas(-1).build();
+        deployment.spec.template.spec.containers[0].image = None;
+        deployment.spec.template.spec.containers[0].name = "Web_1".into();
+        assert_eq!(problems(deployment).len(), 4);
     }
 }

@@ -66,7 +66,9 @@ pub fn iana_svc_name(value: &str) -> Vec<String> {
         errors.push("must be no more than 15 characters".to_owned());
     }
     if !value.bytes().all(|b| is_lower_alnum(b) || b == b'-') {
-        errors.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_owned());
+        errors.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_owned(),
+        );
     }
     if value.contains("--") {
         errors.push("must not contain consecutive hyphens".to_owned());
@@ -85,7 +87,9 @@ fn qualified_name_part_ok(value: &str) -> bool {
     !bytes.is_empty()
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 const QUALIFIED_NAME_MESSAGE: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName', or 'my.name', or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
@@ -101,7 +105,11 @@ pub fn qualified_name(value: &str) -> Vec<String> {
         if prefix.is_empty() {
             errors.push("prefix part must be non-empty".to_owned());
         } else {
-            errors.extend(dns1123_subdomain(prefix).into_iter().map(|e| format!("prefix part {e}")));
+            errors.extend(
+                dns1123_subdomain(prefix)
+                    .into_iter()
+                    .map(|e| format!("prefix part {e}")),
+            );
         }
     }
     if name.is_empty() {
@@ -134,7 +142,9 @@ pub fn env_var_name(value: &str) -> Vec<String> {
     let bytes = value.as_bytes();
     let ok = !bytes.is_empty()
         && (bytes[0].is_ascii_alphabetic() || matches!(bytes[0], b'-' | b'.' | b'_'))
-        && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
     if ok {
         Vec::new()
     } else {
@@ -148,7 +158,11 @@ pub fn config_map_key(value: &str) -> Vec<String> {
     if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
         errors.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
     }
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) {
+    if value.is_empty()
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
         errors.push("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name', or 'KEY_NAME', or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')".to_owned());
     }
     if value == "." {
@@ -180,7 +194,15 @@ mod tests {
         for ok in ["web", "a", "web-1", "123-abc", &"a".repeat(63)] {
             assert!(dns1123_label(ok).is_empty(), "{ok}");
         }
-        for bad in ["", "Web", "-web", "web-", "web_1", "web.example", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Web",
+            "-web",
+            "web-",
+            "web_1",
+            "web.example",
+            &"a".repeat(64),
+        ] {
             assert!(!dns1123_label(bad).is_empty(), "{bad}");
         }
         assert!(dns1123_subdomain("web.example.com").is_empty());

@@ -11,9 +11,9 @@ use crate::{
     apps_v1::{Deployment, DeploymentStrategyType, ReplicaSet},
     autoscaling_v2::{HorizontalPodAutoscaler, MetricTargetType},
     core_v1::{
-        ConfigMap, Container, ContainerPort, Endpoints, Event, HttpGetAction, KeyToPath, KeySelector, Lifecycle,
-        LifecycleHandler, Namespace, Pod, PodSpec, PodTemplateSpec, Probe, RestartPolicy, Secret, Service,
-        ServiceType, Volume,
+        ConfigMap, Container, ContainerPort, Endpoints, Event, HttpGetAction, KeySelector,
+        KeyToPath, Lifecycle, LifecycleHandler, Namespace, Pod, PodSpec, PodTemplateSpec, Probe,
+        RestartPolicy, Secret, Service, ServiceType, Volume,
     },
     intstr::IntOrString,
     meta::{LabelSelector, LabelSelectorOperator, ObjectMeta, Resource},
@@ -34,8 +34,19 @@ impl Errors {
         self.0
     }
 
-    fn push(&mut self, type_: ErrorType, path: &Path, value: Option<String>, detail: impl Into<String>) {
-        self.0.push(FieldError { type_, field: path.to_string(), value, detail: detail.into() });
+    fn push(
+        &mut self,
+        type_: ErrorType,
+        path: &Path,
+        value: Option<String>,
+        detail: impl Into<String>,
+    ) {
+        self.0.push(FieldError {
+            type_,
+            field: path.to_string(),
+            value,
+            detail: detail.into(),
+        });
     }
 
     fn required(&mut self, path: &Path, detail: impl Into<String>) {
@@ -55,12 +66,26 @@ impl Errors {
     }
 
     fn not_found(&mut self, path: &Path, value: impl Debug, detail: impl Into<String>) {
-        self.push(ErrorType::NotFound, path, Some(format!("{value:?}")), detail);
+        self.push(
+            ErrorType::NotFound,
+            path,
+            Some(format!("{value:?}")),
+            detail,
+        );
     }
 
     fn not_supported(&mut self, path: &Path, value: impl Debug, supported: &[&str]) {
-        let supported = supported.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
-        self.push(ErrorType::NotSupported, path, Some(format!("{value:?}")), format!("supported values: {supported}"));
+        let supported = supported
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.push(
+            ErrorType::NotSupported,
+            path,
+            Some(format!("{value:?}")),
+            format!("supported values: {supported}"),
+        );
     }
 
     /// Reports every message of a syntax check as an invalid value.
@@ -71,18 +96,18 @@ impl Errors {
     }
 
     fn non_negative<T: Into<i64> + Copy + Debug>(&mut self, path: &Path, value: Option<T>) {
-        if let Some(v) = value {
-            if v.into() < 0 {
-                self.invalid(path, v, "must be greater than or equal to 0");
-            }
+        if let Some(v) = value
+            && v.into() < 0
+        {
+            self.invalid(path, v, "must be greater than or equal to 0");
         }
     }
 
     fn at_least_one<T: Into<i64> + Copy + Debug>(&mut self, path: &Path, value: Option<T>) {
-        if let Some(v) = value {
-            if v.into() < 1 {
-                self.invalid(path, v, "must be greater than or equal to 1");
-            }
+        if let Some(v) = value
+            && v.into() < 1
+        {
+            self.invalid(path, v, "must be greater than or equal to 1");
         }
     }
 
@@ -113,7 +138,9 @@ type NameCheck = fn(&str) -> Vec<String>;
 fn object_meta<R: Resource>(meta: &ObjectMeta, name_check: NameCheck, errors: &mut Errors) {
     let path = Path::root("metadata");
     match (meta.name.as_deref(), meta.generate_name.as_deref()) {
-        (Some(name), _) if !name.is_empty() => errors.check(&path.child("name"), name, name_check(name)),
+        (Some(name), _) if !name.is_empty() => {
+            errors.check(&path.child("name"), name, name_check(name))
+        }
         (_, Some(prefix)) if !prefix.is_empty() => {
             // The generated suffix is appended, so only the prefix without a trailing '-' is checked.
             let trimmed = prefix.strip_suffix('-').unwrap_or(prefix);
@@ -122,9 +149,16 @@ fn object_meta<R: Resource>(meta: &ObjectMeta, name_check: NameCheck, errors: &m
         _ => errors.required(&path.child("name"), "name or generateName is required"),
     }
     match (R::NAMESPACED, meta.namespace.as_deref()) {
-        (true, Some(namespace)) => errors.check(&path.child("namespace"), namespace, names::dns1123_label(namespace)),
+        (true, Some(namespace)) => errors.check(
+            &path.child("namespace"),
+            namespace,
+            names::dns1123_label(namespace),
+        ),
         (false, Some(namespace)) if !namespace.is_empty() => {
-            errors.forbidden(&path.child("namespace"), format!("not allowed on {}, which is not namespaced", R::KIND));
+            errors.forbidden(
+                &path.child("namespace"),
+                format!("not allowed on {}, which is not namespaced", R::KIND),
+            );
         }
         _ => {}
     }
@@ -132,7 +166,11 @@ fn object_meta<R: Resource>(meta: &ObjectMeta, name_check: NameCheck, errors: &m
     let annotations = path.child("annotations");
     let mut total = 0;
     for (key, value) in &meta.annotations {
-        errors.check(&annotations, key, names::qualified_name(&key.to_ascii_lowercase()));
+        errors.check(
+            &annotations,
+            key,
+            names::qualified_name(&key.to_ascii_lowercase()),
+        );
         total += key.len() + value.len();
     }
     if total > names::TOTAL_ANNOTATION_SIZE_LIMIT {
@@ -140,12 +178,20 @@ fn object_meta<R: Resource>(meta: &ObjectMeta, name_check: NameCheck, errors: &m
             ErrorType::TooLong,
             &annotations,
             None,
-            format!("may not be more than {} bytes (these are {total})", names::TOTAL_ANNOTATION_SIZE_LIMIT),
+            format!(
+                "may not be more than {} bytes (these are {total})",
+                names::TOTAL_ANNOTATION_SIZE_LIMIT
+            ),
         );
     }
     for (i, owner) in meta.owner_references.iter().enumerate() {
         let path = path.child("ownerReferences").index(i);
-        for (field, value) in [("apiVersion", &owner.api_version), ("kind", &owner.kind), ("name", &owner.name), ("uid", &owner.uid)] {
+        for (field, value) in [
+            ("apiVersion", &owner.api_version),
+            ("kind", &owner.kind),
+            ("name", &owner.name),
+            ("uid", &owner.uid),
+        ] {
             if value.is_empty() {
                 errors.required(&path.child(field), "");
             }
@@ -165,14 +211,28 @@ fn label_selector(selector: &LabelSelector, path: &Path, errors: &mut Errors) {
     labels(&selector.match_labels, &path.child("matchLabels"), errors);
     for (i, requirement) in selector.match_expressions.iter().enumerate() {
         let path = path.child("matchExpressions").index(i);
-        errors.check(&path.child("key"), &requirement.key, names::qualified_name(&requirement.key));
+        errors.check(
+            &path.child("key"),
+            &requirement.key,
+            names::qualified_name(&requirement.key),
+        );
         let values = path.child("values");
         match requirement.operator {
-            LabelSelectorOperator::In | LabelSelectorOperator::NotIn if requirement.values.is_empty() => {
-                errors.required(&values, "must be specified when `operator` is 'In' or 'NotIn'");
+            LabelSelectorOperator::In | LabelSelectorOperator::NotIn
+                if requirement.values.is_empty() =>
+            {
+                errors.required(
+                    &values,
+                    "must be specified when `operator` is 'In' or 'NotIn'",
+                );
             }
-            LabelSelectorOperator::Exists | LabelSelectorOperator::DoesNotExist if !requirement.values.is_empty() => {
-                errors.forbidden(&values, "may not be specified when `operator` is 'Exists' or 'DoesNotExist'");
+            LabelSelectorOperator::Exists | LabelSelectorOperator::DoesNotExist
+                if !requirement.values.is_empty() =>
+            {
+                errors.forbidden(
+                    &values,
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                );
             }
             _ => {}
         }
@@ -197,12 +257,24 @@ fn config_map(o: &ConfigMap, errors: &mut Errors) {
     data_keys(o.data.keys(), &Path::root("data"), errors);
     data_keys(o.binary_data.keys(), &Path::root("binaryData"), errors);
     for key in o.data.keys().filter(|k| o.binary_data.contains_key(*k)) {
-        errors.invalid(&Path::root("data"), key, "duplicate of key present in binaryData");
+        errors.invalid(
+            &Path::root("data"),
+            key,
+            "duplicate of key present in binaryData",
+        );
     }
     let size: usize = o.data.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-        + o.binary_data.iter().map(|(k, v)| k.len() + v.0.len()).sum::<usize>();
+        + o.binary_data
+            .iter()
+            .map(|(k, v)| k.len() + v.0.len())
+            .sum::<usize>();
     if size > MAX_DATA_SIZE {
-        errors.push(ErrorType::TooLong, &Path::root("data"), None, format!("may not be more than {MAX_DATA_SIZE} bytes"));
+        errors.push(
+            ErrorType::TooLong,
+            &Path::root("data"),
+            None,
+            format!("may not be more than {MAX_DATA_SIZE} bytes"),
+        );
     }
 }
 
@@ -210,10 +282,22 @@ fn secret(o: &Secret, errors: &mut Errors) {
     object_meta::<Secret>(&o.metadata, names::dns1123_subdomain, errors);
     data_keys(o.data.keys(), &Path::root("data"), errors);
     data_keys(o.string_data.keys(), &Path::root("stringData"), errors);
-    let size: usize = o.data.iter().map(|(k, v)| k.len() + v.0.len()).sum::<usize>()
-        + o.string_data.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    let size: usize = o
+        .data
+        .iter()
+        .map(|(k, v)| k.len() + v.0.len())
+        .sum::<usize>()
+        + o.string_data
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
     if size > MAX_DATA_SIZE {
-        errors.push(ErrorType::TooLong, &Path::root("data"), None, format!("may not be more than {MAX_DATA_SIZE} bytes"));
+        errors.push(
+            ErrorType::TooLong,
+            &Path::root("data"),
+            None,
+            format!("may not be more than {MAX_DATA_SIZE} bytes"),
+        );
     }
     if o.type_.as_deref() == Some("") {
         errors.required(&Path::root("type"), "a secret type such as Opaque");
@@ -226,14 +310,25 @@ fn service(o: &Service, errors: &mut Errors) {
     let path = Path::root("spec");
     labels(&spec.selector, &path.child("selector"), errors);
     let headless = spec.cluster_ip.as_deref() == Some("None");
-    if let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") {
-        if ip.parse::<IpAddr>().is_err() {
-            errors.invalid(&path.child("clusterIP"), ip, "must be empty, 'None' or a valid IP address");
-        }
+    if let Some(ip) = spec
+        .cluster_ip
+        .as_deref()
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+        && ip.parse::<IpAddr>().is_err()
+    {
+        errors.invalid(
+            &path.child("clusterIP"),
+            ip,
+            "must be empty, 'None' or a valid IP address",
+        );
     }
     let node_port_type = spec.type_ == Some(ServiceType::NodePort);
     if headless && node_port_type {
-        errors.invalid(&path.child("clusterIP"), "None", "may not be 'None' when `type` is 'NodePort'");
+        errors.invalid(
+            &path.child("clusterIP"),
+            "None",
+            "may not be 'None' when `type` is 'NodePort'",
+        );
     }
     if spec.ports.is_empty() && !headless {
         errors.required(&path.child("ports"), "a service needs at least one port");
@@ -249,7 +344,10 @@ fn service(o: &Service, errors: &mut Errors) {
                     errors.duplicate(&path.child("name"), name);
                 }
             }
-            None if spec.ports.len() > 1 => errors.required(&path.child("name"), "every port must be named when a service has more than one"),
+            None if spec.ports.len() > 1 => errors.required(
+                &path.child("name"),
+                "every port must be named when a service has more than one",
+            ),
             None => {}
         }
         errors.port_number(&path.child("port"), port.port);
@@ -281,9 +379,18 @@ fn endpoints(o: &Endpoints, errors: &mut Errors) {
     object_meta::<Endpoints>(&o.metadata, names::dns1123_subdomain, errors);
     for (i, subset) in o.subsets.iter().enumerate() {
         let path = Path::root("subsets").index(i);
-        for (j, address) in subset.addresses.iter().chain(&subset.not_ready_addresses).enumerate() {
+        for (j, address) in subset
+            .addresses
+            .iter()
+            .chain(&subset.not_ready_addresses)
+            .enumerate()
+        {
             if address.ip.parse::<IpAddr>().is_err() {
-                errors.invalid(&path.child("addresses").index(j).child("ip"), &address.ip, "must be a valid IP address");
+                errors.invalid(
+                    &path.child("addresses").index(j).child("ip"),
+                    &address.ip,
+                    "must be a valid IP address",
+                );
             }
         }
         for (j, port) in subset.ports.iter().enumerate() {
@@ -313,29 +420,47 @@ fn pod_template(
     errors: &mut Errors,
 ) {
     let meta_path = path.child("metadata");
-    labels(&template.metadata.labels, &meta_path.child("labels"), errors);
-    if let Some(selector) = selector.filter(|s| !s.is_empty()) {
-        if !selector.matches(&template.metadata.labels) {
-            errors.invalid(
-                &meta_path.child("labels"),
-                &template.metadata.labels,
-                "`selector` does not match template `labels`",
-            );
-        }
+    labels(
+        &template.metadata.labels,
+        &meta_path.child("labels"),
+        errors,
+    );
+    if let Some(selector) = selector.filter(|s| !s.is_empty())
+        && !selector.matches(&template.metadata.labels)
+    {
+        errors.invalid(
+            &meta_path.child("labels"),
+            &template.metadata.labels,
+            "`selector` does not match template `labels`",
+        );
     }
     let spec_path = path.child("spec");
     pod_spec(&template.spec, &spec_path, errors);
-    if let Some(policy) = template.spec.restart_policy.filter(|p| *p != RestartPolicy::Always) {
+    if let Some(policy) = template
+        .spec
+        .restart_policy
+        .filter(|p| *p != RestartPolicy::Always)
+    {
+        let policy = serde_json::to_value(policy)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         errors.not_supported(&spec_path.child("restartPolicy"), policy, &["Always"]);
     }
     if template.spec.active_deadline_seconds.is_some() {
-        errors.forbidden(&spec_path.child("activeDeadlineSeconds"), "activeDeadlineSeconds in ReplicaSet is not Supported");
+        errors.forbidden(
+            &spec_path.child("activeDeadlineSeconds"),
+            "activeDeadlineSeconds in ReplicaSet is not Supported",
+        );
     }
 }
 
 fn workload_selector(selector: Option<&LabelSelector>, path: &Path, errors: &mut Errors) {
     match selector {
-        None => errors.required(path, "a label selector matching the pod template's labels, e.g. matchLabels: {app: web}"),
+        None => errors.required(
+            path,
+            "a label selector matching the pod template's labels, e.g. matchLabels: {app: web}",
+        ),
         Some(selector) if selector.is_empty() => {
             errors.invalid(path, "{}", "empty selector is invalid for deployment");
         }
@@ -349,29 +474,52 @@ fn deployment(o: &Deployment, errors: &mut Errors) {
     let path = Path::root("spec");
     errors.non_negative(&path.child("replicas"), spec.replicas);
     workload_selector(spec.selector.as_ref(), &path.child("selector"), errors);
-    pod_template(&spec.template, spec.selector.as_ref(), &path.child("template"), errors);
+    pod_template(
+        &spec.template,
+        spec.selector.as_ref(),
+        &path.child("template"),
+        errors,
+    );
     if let Some(strategy) = &spec.strategy {
         let path = path.child("strategy");
         let rolling_path = path.child("rollingUpdate");
         match (strategy.type_, &strategy.rolling_update) {
             (Some(DeploymentStrategyType::Recreate), Some(_)) => {
-                errors.forbidden(&rolling_path, "may not be specified when strategy `type` is 'Recreate'");
+                errors.forbidden(
+                    &rolling_path,
+                    "may not be specified when strategy `type` is 'Recreate'",
+                );
             }
             (_, Some(rolling)) => {
                 let surge_path = rolling_path.child("maxSurge");
                 let unavailable_path = rolling_path.child("maxUnavailable");
-                let surge = rolling.max_surge.as_ref().map(|v| int_or_percent(v, &surge_path, errors));
-                let unavailable = rolling.max_unavailable.as_ref().map(|v| int_or_percent(v, &unavailable_path, errors));
-                if let Some(Some(Percent(p))) = unavailable {
-                    if p > 100 {
-                        errors.invalid(&unavailable_path, format!("{p}%"), "must not be greater than 100%");
-                    }
-                }
-                let is_zero = |v: Option<Option<IntOrPercent>>| matches!(v, Some(Some(Int(0) | Percent(0))));
-                if is_zero(surge.clone()) && is_zero(unavailable) {
+                let surge = rolling
+                    .max_surge
+                    .as_ref()
+                    .map(|v| int_or_percent(v, &surge_path, errors));
+                let unavailable = rolling
+                    .max_unavailable
+                    .as_ref()
+                    .map(|v| int_or_percent(v, &unavailable_path, errors));
+                if let Some(Some(Percent(p))) = unavailable
+                    && p > 100
+                {
                     errors.invalid(
                         &unavailable_path,
-                        rolling.max_unavailable.as_ref().map(ToString::to_string).unwrap_or_default(),
+                        format!("{p}%"),
+                        "must not be greater than 100%",
+                    );
+                }
+                let is_zero =
+                    |v: Option<Option<IntOrPercent>>| matches!(v, Some(Some(Int(0) | Percent(0))));
+                if is_zero(surge) && is_zero(unavailable) {
+                    errors.invalid(
+                        &unavailable_path,
+                        rolling
+                            .max_unavailable
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
                         "may not be 0 when `maxSurge` is 0",
                     );
                 }
@@ -380,11 +528,18 @@ fn deployment(o: &Deployment, errors: &mut Errors) {
         }
     }
     errors.non_negative(&path.child("minReadySeconds"), spec.min_ready_seconds);
-    errors.non_negative(&path.child("revisionHistoryLimit"), spec.revision_history_limit);
+    errors.non_negative(
+        &path.child("revisionHistoryLimit"),
+        spec.revision_history_limit,
+    );
     if let Some(deadline) = spec.progress_deadline_seconds {
         errors.non_negative(&path.child("progressDeadlineSeconds"), Some(deadline));
         if deadline <= spec.min_ready_seconds.unwrap_or(0) {
-            errors.invalid(&path.child("progressDeadlineSeconds"), deadline, "must be greater than minReadySeconds");
+            errors.invalid(
+                &path.child("progressDeadlineSeconds"),
+                deadline,
+                "must be greater than minReadySeconds",
+            );
         }
     }
 }
@@ -404,7 +559,11 @@ fn int_or_percent(value: &IntOrString, path: &Path, errors: &mut Errors) -> Opti
             None
         }
         IntOrString::Int(v) => Some(Int(*v)),
-        IntOrString::String(s) => match s.strip_suffix('%').and_then(|d| (!d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())).then(|| d.parse().ok()).flatten()) {
+        IntOrString::String(s) => match s.strip_suffix('%').and_then(|d| {
+            (!d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| d.parse().ok())
+                .flatten()
+        }) {
             Some(p) => Some(Percent(p)),
             None => {
                 errors.invalid(path, s, "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%', or '93%', regex used for validation is '[0-9]+%')");
@@ -422,7 +581,12 @@ fn replica_set(o: &ReplicaSet, errors: &mut Errors) {
     errors.non_negative(&path.child("minReadySeconds"), spec.min_ready_seconds);
     workload_selector(spec.selector.as_ref(), &path.child("selector"), errors);
     match &spec.template {
-        Some(template) => pod_template(template, spec.selector.as_ref(), &path.child("template"), errors),
+        Some(template) => pod_template(
+            template,
+            spec.selector.as_ref(),
+            &path.child("template"),
+            errors,
+        ),
         None => errors.required(&path.child("template"), ""),
     }
 }
@@ -442,12 +606,19 @@ fn hpa(o: &HorizontalPodAutoscaler, errors: &mut Errors) {
     let min = spec.min_replicas.unwrap_or(1);
     errors.at_least_one(&path.child("minReplicas"), spec.min_replicas);
     if spec.max_replicas < min.max(1) {
-        errors.invalid(&path.child("maxReplicas"), spec.max_replicas, "must be greater than or equal to `minReplicas` and to 1");
+        errors.invalid(
+            &path.child("maxReplicas"),
+            spec.max_replicas,
+            "must be greater than or equal to `minReplicas` and to 1",
+        );
     }
     for (i, metric) in spec.metrics.iter().enumerate() {
         let path = path.child("metrics").index(i);
         let Some(resource) = &metric.resource else {
-            errors.required(&path.child("resource"), "must populate information for the given metric source");
+            errors.required(
+                &path.child("resource"),
+                "must populate information for the given metric source",
+            );
             continue;
         };
         let path = path.child("resource");
@@ -458,18 +629,37 @@ fn hpa(o: &HorizontalPodAutoscaler, errors: &mut Errors) {
         let target_path = path.child("target");
         match target.type_ {
             MetricTargetType::Utilization => match target.average_utilization {
-                None => errors.required(&target_path.child("averageUtilization"), "must be set when `type` is 'Utilization'"),
-                Some(v) if v < 1 => errors.invalid(&target_path.child("averageUtilization"), v, "must be greater than 0"),
+                None => errors.required(
+                    &target_path.child("averageUtilization"),
+                    "must be set when `type` is 'Utilization'",
+                ),
+                Some(v) if v < 1 => errors.invalid(
+                    &target_path.child("averageUtilization"),
+                    v,
+                    "must be greater than 0",
+                ),
                 Some(_) => {}
             },
             MetricTargetType::AverageValue => match &target.average_value {
-                None => errors.required(&target_path.child("averageValue"), "must be set when `type` is 'AverageValue'"),
-                Some(q) if q.as_nanos() <= 0 => errors.invalid(&target_path.child("averageValue"), q.as_str(), "must be positive"),
+                None => errors.required(
+                    &target_path.child("averageValue"),
+                    "must be set when `type` is 'AverageValue'",
+                ),
+                Some(q) if q.as_nanos() <= 0 => errors.invalid(
+                    &target_path.child("averageValue"),
+                    q.as_str(),
+                    "must be positive",
+                ),
                 Some(_) => {}
             },
             MetricTargetType::Value => match &target.value {
-                None => errors.required(&target_path.child("value"), "must be set when `type` is 'Value'"),
-                Some(q) if q.as_nanos() <= 0 => errors.invalid(&target_path.child("value"), q.as_str(), "must be positive"),
+                None => errors.required(
+                    &target_path.child("value"),
+                    "must be set when `type` is 'Value'",
+                ),
+                Some(q) if q.as_nanos() <= 0 => {
+                    errors.invalid(&target_path.child("value"), q.as_str(), "must be positive")
+                }
                 Some(_) => {}
             },
         }
@@ -479,12 +669,18 @@ fn hpa(o: &HorizontalPodAutoscaler, errors: &mut Errors) {
 fn pod_spec(spec: &PodSpec, path: &Path, errors: &mut Errors) {
     let volume_names = volumes(&spec.volumes, &path.child("volumes"), errors);
     if spec.containers.is_empty() {
-        errors.required(&path.child("containers"), "a pod needs at least one container");
+        errors.required(
+            &path.child("containers"),
+            "a pod needs at least one container",
+        );
     }
     let mut container_names = BTreeSet::new();
     let host_network = spec.host_network.unwrap_or(false);
     let grace = spec.termination_grace_period_seconds;
-    for (field, list, init) in [("initContainers", &spec.init_containers, true), ("containers", &spec.containers, false)] {
+    for (field, list, init) in [
+        ("initContainers", &spec.init_containers, true),
+        ("containers", &spec.containers, false),
+    ] {
         for (i, c) in list.iter().enumerate() {
             let path = path.child(field).index(i);
             if !c.name.is_empty() && !container_names.insert(c.name.as_str()) {
@@ -493,16 +689,34 @@ fn pod_spec(spec: &PodSpec, path: &Path, errors: &mut Errors) {
             container(c, init, &volume_names, host_network, grace, &path, errors);
         }
     }
-    errors.non_negative(&path.child("terminationGracePeriodSeconds"), spec.termination_grace_period_seconds);
-    errors.at_least_one(&path.child("activeDeadlineSeconds"), spec.active_deadline_seconds);
+    errors.non_negative(
+        &path.child("terminationGracePeriodSeconds"),
+        spec.termination_grace_period_seconds,
+    );
+    errors.at_least_one(
+        &path.child("activeDeadlineSeconds"),
+        spec.active_deadline_seconds,
+    );
     if let Some(hostname) = &spec.hostname {
-        errors.check(&path.child("hostname"), hostname, names::dns1123_label(hostname));
+        errors.check(
+            &path.child("hostname"),
+            hostname,
+            names::dns1123_label(hostname),
+        );
     }
     if let Some(subdomain) = &spec.subdomain {
-        errors.check(&path.child("subdomain"), subdomain, names::dns1123_label(subdomain));
+        errors.check(
+            &path.child("subdomain"),
+            subdomain,
+            names::dns1123_label(subdomain),
+        );
     }
     if let Some(node_name) = &spec.node_name {
-        errors.check(&path.child("nodeName"), node_name, names::dns1123_subdomain(node_name));
+        errors.check(
+            &path.child("nodeName"),
+            node_name,
+            names::dns1123_subdomain(node_name),
+        );
     }
     if let Some(security) = &spec.security_context {
         let path = path.child("securityContext");
@@ -510,19 +724,27 @@ fn pod_spec(spec: &PodSpec, path: &Path, errors: &mut Errors) {
         id_range(&path.child("runAsGroup"), security.run_as_group, errors);
         id_range(&path.child("fsGroup"), security.fs_group, errors);
         for (i, group) in security.supplemental_groups.iter().enumerate() {
-            id_range(&path.child("supplementalGroups").index(i), Some(*group), errors);
+            id_range(
+                &path.child("supplementalGroups").index(i),
+                Some(*group),
+                errors,
+            );
         }
         if security.run_as_non_root == Some(true) && security.run_as_user == Some(0) {
-            errors.invalid(&path.child("runAsUser"), 0, "must not be 0 when `runAsNonRoot` is true");
+            errors.invalid(
+                &path.child("runAsUser"),
+                0,
+                "must not be 0 when `runAsNonRoot` is true",
+            );
         }
     }
 }
 
 fn id_range(path: &Path, id: Option<i64>, errors: &mut Errors) {
-    if let Some(id) = id {
-        if !(0..=i64::from(i32::MAX)).contains(&id) {
-            errors.invalid(path, id, "must be between 0 and 2147483647, inclusive");
-        }
+    if let Some(id) = id
+        && !(0..=i64::from(i32::MAX)).contains(&id)
+    {
+        errors.invalid(path, id, "must be between 0 and 2147483647, inclusive");
     }
 }
 
@@ -534,20 +756,31 @@ fn volumes<'a>(volumes: &'a [Volume], path: &Path, errors: &mut Errors) -> BTree
         if volume.name.is_empty() {
             errors.required(&path.child("name"), "");
         } else {
-            errors.check(&path.child("name"), &volume.name, names::dns1123_label(&volume.name));
+            errors.check(
+                &path.child("name"),
+                &volume.name,
+                names::dns1123_label(&volume.name),
+            );
             if !seen.insert(volume.name.as_str()) {
                 errors.duplicate(&path.child("name"), &volume.name);
             }
         }
         match volume.sources().len() {
-            0 => errors.required(&path, "must specify a volume type (emptyDir, hostPath, configMap or secret)"),
+            0 => errors.required(
+                &path,
+                "must specify a volume type (emptyDir, hostPath, configMap or secret)",
+            ),
             1 => {}
             _ => errors.forbidden(&path, "may not specify more than 1 volume type"),
         }
-        if let Some(empty_dir) = &volume.empty_dir {
-            if let Some(limit) = empty_dir.size_limit.as_ref().filter(|q| q.is_negative()) {
-                errors.invalid(&path.child("emptyDir").child("sizeLimit"), limit.as_str(), "must be greater than or equal to 0");
-            }
+        if let Some(empty_dir) = &volume.empty_dir
+            && let Some(limit) = empty_dir.size_limit.as_ref().filter(|q| q.is_negative())
+        {
+            errors.invalid(
+                &path.child("emptyDir").child("sizeLimit"),
+                limit.as_str(),
+                "must be greater than or equal to 0",
+            );
         }
         if let Some(host_path) = &volume.host_path {
             let path = path.child("hostPath").child("path");
@@ -564,7 +797,11 @@ fn volumes<'a>(volumes: &'a [Volume], path: &Path, errors: &mut Errors) -> BTree
             if config_map.name.is_empty() {
                 errors.required(&path.child("name"), "");
             } else {
-                errors.check(&path.child("name"), &config_map.name, names::dns1123_subdomain(&config_map.name));
+                errors.check(
+                    &path.child("name"),
+                    &config_map.name,
+                    names::dns1123_subdomain(&config_map.name),
+                );
             }
             file_mode(&path.child("defaultMode"), config_map.default_mode, errors);
             key_to_paths(&config_map.items, &path.child("items"), errors);
@@ -573,7 +810,11 @@ fn volumes<'a>(volumes: &'a [Volume], path: &Path, errors: &mut Errors) -> BTree
             let path = path.child("secret");
             match secret.secret_name.as_deref().filter(|n| !n.is_empty()) {
                 None => errors.required(&path.child("secretName"), ""),
-                Some(name) => errors.check(&path.child("secretName"), name, names::dns1123_subdomain(name)),
+                Some(name) => errors.check(
+                    &path.child("secretName"),
+                    name,
+                    names::dns1123_subdomain(name),
+                ),
             }
             file_mode(&path.child("defaultMode"), secret.default_mode, errors);
             key_to_paths(&secret.items, &path.child("items"), errors);
@@ -584,14 +825,22 @@ fn volumes<'a>(volumes: &'a [Volume], path: &Path, errors: &mut Errors) -> BTree
 
 fn file_mode(path: &Path, mode: Option<i32>, errors: &mut Errors) {
     if let Some(mode) = mode.filter(|m| !(0..=0o777).contains(m)) {
-        errors.invalid(path, mode, "must be a number between 0 and 0777 (octal), both inclusive");
+        errors.invalid(
+            path,
+            mode,
+            "must be a number between 0 and 0777 (octal), both inclusive",
+        );
     }
 }
 
 fn key_to_paths(items: &[KeyToPath], path: &Path, errors: &mut Errors) {
     for (i, item) in items.iter().enumerate() {
         let path = path.index(i);
-        errors.check(&path.child("key"), &item.key, names::config_map_key(&item.key));
+        errors.check(
+            &path.child("key"),
+            &item.key,
+            names::config_map_key(&item.key),
+        );
         relative_path(&path.child("path"), &item.path, errors);
         file_mode(&path.child("mode"), item.mode, errors);
     }
@@ -622,9 +871,16 @@ fn container(
         errors.check(&path.child("name"), &c.name, names::dns1123_label(&c.name));
     }
     match c.image.as_deref() {
-        None | Some("") => errors.required(&path.child("image"), "the image to run, e.g. berth.local/busybox:latest"),
+        None | Some("") => errors.required(
+            &path.child("image"),
+            "the image to run, e.g. berth.local/busybox:latest",
+        ),
         Some(image) if image.trim() != image => {
-            errors.invalid(&path.child("image"), image, "must not have leading or trailing whitespace");
+            errors.invalid(
+                &path.child("image"),
+                image,
+                "must not have leading or trailing whitespace",
+            );
         }
         Some(_) => {}
     }
@@ -632,17 +888,30 @@ fn container(
     env(c, &path.child("env"), errors);
     for (i, from) in c.env_from.iter().enumerate() {
         let path = path.child("envFrom").index(i);
-        if let Some(prefix) = &from.prefix {
-            if !prefix.is_empty() {
-                errors.check(&path.child("prefix"), prefix, names::env_var_name(prefix));
-            }
+        if let Some(prefix) = &from.prefix
+            && !prefix.is_empty()
+        {
+            errors.check(&path.child("prefix"), prefix, names::env_var_name(prefix));
         }
         match (&from.config_map_ref, &from.secret_ref) {
-            (None, None) => errors.required(&path, "must specify one of: `configMapRef` or `secretRef`"),
-            (Some(_), Some(_)) => errors.forbidden(&path, "may not have more than one field specified at a time"),
+            (None, None) => {
+                errors.required(&path, "must specify one of: `configMapRef` or `secretRef`")
+            }
+            (Some(_), Some(_)) => errors.forbidden(
+                &path,
+                "may not have more than one field specified at a time",
+            ),
             (Some(r), None) | (None, Some(r)) => {
-                let field = if from.config_map_ref.is_some() { "configMapRef" } else { "secretRef" };
-                errors.check(&path.child(field).child("name"), &r.name, names::dns1123_subdomain(&r.name));
+                let field = if from.config_map_ref.is_some() {
+                    "configMapRef"
+                } else {
+                    "secretRef"
+                };
+                errors.check(
+                    &path.child(field).child("name"),
+                    &r.name,
+                    names::dns1123_subdomain(&r.name),
+                );
             }
         }
     }
@@ -654,7 +923,14 @@ fn container(
             errors.required(&path.child("name"), "");
         } else if !volume_names.contains(mount.name.as_str()) {
             let known = volume_names.iter().copied().collect::<Vec<_>>().join(", ");
-            errors.not_found(&path.child("name"), &mount.name, format!("no volume of this name in the pod (volumes: {})", if known.is_empty() { "none" } else { &known }));
+            errors.not_found(
+                &path.child("name"),
+                &mount.name,
+                format!(
+                    "no volume of this name in the pod (volumes: {})",
+                    if known.is_empty() { "none" } else { &known }
+                ),
+            );
         }
         let mount_path = path.child("mountPath");
         if mount.mount_path.is_empty() {
@@ -669,13 +945,20 @@ fn container(
         }
     }
     if init {
-        for (field, probe) in [("livenessProbe", &c.liveness_probe), ("readinessProbe", &c.readiness_probe), ("startupProbe", &c.startup_probe)] {
+        for (field, probe) in [
+            ("livenessProbe", &c.liveness_probe),
+            ("readinessProbe", &c.readiness_probe),
+            ("startupProbe", &c.startup_probe),
+        ] {
             if probe.is_some() {
                 errors.forbidden(&path.child(field), "may not be set for init containers");
             }
         }
         if c.lifecycle.is_some() {
-            errors.forbidden(&path.child("lifecycle"), "may not be set for init containers");
+            errors.forbidden(
+                &path.child("lifecycle"),
+                "may not be set for init containers",
+            );
         }
     } else {
         for (field, probe, single_success) in [
@@ -684,11 +967,23 @@ fn container(
             ("startupProbe", &c.startup_probe, true),
         ] {
             if let Some(probe) = probe {
-                self::probe(probe, single_success, &port_names, &path.child(field), errors);
+                self::probe(
+                    probe,
+                    single_success,
+                    &port_names,
+                    &path.child(field),
+                    errors,
+                );
             }
         }
         if let Some(lifecycle) = &c.lifecycle {
-            self::lifecycle(lifecycle, &port_names, grace_period, &path.child("lifecycle"), errors);
+            self::lifecycle(
+                lifecycle,
+                &port_names,
+                grace_period,
+                &path.child("lifecycle"),
+                errors,
+            );
         }
     }
     if let Some(security) = &c.security_context {
@@ -696,16 +991,32 @@ fn container(
         id_range(&path.child("runAsUser"), security.run_as_user, errors);
         id_range(&path.child("runAsGroup"), security.run_as_group, errors);
         if security.privileged == Some(true) && security.allow_privilege_escalation == Some(false) {
-            errors.invalid(&path, "privileged: true", "cannot set `allowPrivilegeEscalation` to false and `privileged` to true");
+            errors.invalid(
+                &path,
+                "privileged: true",
+                "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+            );
         }
         if security.run_as_non_root == Some(true) && security.run_as_user == Some(0) {
-            errors.invalid(&path.child("runAsUser"), 0, "must not be 0 when `runAsNonRoot` is true");
+            errors.invalid(
+                &path.child("runAsUser"),
+                0,
+                "must not be 0 when `runAsNonRoot` is true",
+            );
         }
         if let Some(caps) = &security.capabilities {
             for (field, list) in [("add", &caps.add), ("drop", &caps.drop)] {
                 for (i, cap) in list.iter().enumerate() {
-                    if cap.is_empty() || !cap.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
-                        errors.invalid(&path.child("capabilities").child(field).index(i), cap, "must be a capability name such as NET_ADMIN or ALL");
+                    if cap.is_empty()
+                        || !cap
+                            .bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                    {
+                        errors.invalid(
+                            &path.child("capabilities").child(field).index(i),
+                            cap,
+                            "must be a capability name such as NET_ADMIN or ALL",
+                        );
                     }
                 }
             }
@@ -714,7 +1025,12 @@ fn container(
 }
 
 /// Validates a container's ports and returns their names.
-fn container_ports<'a>(ports: &'a [ContainerPort], host_network: bool, path: &Path, errors: &mut Errors) -> BTreeSet<&'a str> {
+fn container_ports<'a>(
+    ports: &'a [ContainerPort],
+    host_network: bool,
+    path: &Path,
+    errors: &mut Errors,
+) -> BTreeSet<&'a str> {
     let mut port_names = BTreeSet::new();
     for (i, port) in ports.iter().enumerate() {
         let path = path.index(i);
@@ -728,13 +1044,17 @@ fn container_ports<'a>(ports: &'a [ContainerPort], host_network: bool, path: &Pa
         if let Some(host_port) = port.host_port.filter(|p| *p != 0) {
             errors.port_number(&path.child("hostPort"), host_port);
             if host_network && host_port != port.container_port {
-                errors.invalid(&path.child("hostPort"), host_port, "must match `containerPort` when `hostNetwork` is true");
+                errors.invalid(
+                    &path.child("hostPort"),
+                    host_port,
+                    "must match `containerPort` when `hostNetwork` is true",
+                );
             }
         }
-        if let Some(ip) = port.host_ip.as_deref().filter(|ip| !ip.is_empty()) {
-            if ip.parse::<IpAddr>().is_err() {
-                errors.invalid(&path.child("hostIP"), ip, "must be a valid IP address");
-            }
+        if let Some(ip) = port.host_ip.as_deref().filter(|ip| !ip.is_empty())
+            && ip.parse::<IpAddr>().is_err()
+        {
+            errors.invalid(&path.child("hostIP"), ip, "must be a valid IP address");
         }
     }
     port_names
@@ -746,37 +1066,81 @@ fn env(c: &Container, path: &Path, errors: &mut Errors) {
         if var.name.is_empty() {
             errors.required(&path.child("name"), "");
         } else {
-            errors.check(&path.child("name"), &var.name, names::env_var_name(&var.name));
+            errors.check(
+                &path.child("name"),
+                &var.name,
+                names::env_var_name(&var.name),
+            );
         }
-        let Some(from) = &var.value_from else { continue };
+        let Some(from) = &var.value_from else {
+            continue;
+        };
         let from_path = path.child("valueFrom");
         if var.value.as_deref().is_some_and(|v| !v.is_empty()) {
-            errors.invalid(&from_path, "", "may not be specified when `value` is not empty");
+            errors.invalid(
+                &from_path,
+                "",
+                "may not be specified when `value` is not empty",
+            );
         }
-        let count = [from.field_ref.is_some(), from.resource_field_ref.is_some(), from.config_map_key_ref.is_some(), from.secret_key_ref.is_some()]
-            .into_iter()
-            .filter(|set| *set)
-            .count();
+        let count = [
+            from.field_ref.is_some(),
+            from.resource_field_ref.is_some(),
+            from.config_map_key_ref.is_some(),
+            from.secret_key_ref.is_some(),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count();
         match count {
             0 => errors.invalid(&from_path, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"),
             1 => {}
             _ => errors.invalid(&from_path, "", "may not have more than one field specified at a time"),
         }
         if let Some(field_ref) = &from.field_ref {
-            const SUPPORTED: &[&str] = &["metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName", "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs"];
+            const SUPPORTED: &[&str] = &[
+                "metadata.name",
+                "metadata.namespace",
+                "metadata.uid",
+                "spec.nodeName",
+                "spec.serviceAccountName",
+                "status.hostIP",
+                "status.hostIPs",
+                "status.podIP",
+                "status.podIPs",
+            ];
             let field = field_ref.field_path.as_str();
-            let annotation_or_label = field.starts_with("metadata.annotations['") || field.starts_with("metadata.labels['") || field == "metadata.labels" || field == "metadata.annotations";
+            let annotation_or_label = field.starts_with("metadata.annotations['")
+                || field.starts_with("metadata.labels['")
+                || field == "metadata.labels"
+                || field == "metadata.annotations";
             if !SUPPORTED.contains(&field) && !annotation_or_label {
-                errors.not_supported(&from_path.child("fieldRef").child("fieldPath"), field, SUPPORTED);
+                errors.not_supported(
+                    &from_path.child("fieldRef").child("fieldPath"),
+                    field,
+                    SUPPORTED,
+                );
             }
         }
         if let Some(resource_ref) = &from.resource_field_ref {
-            const SUPPORTED: &[&str] = &["limits.cpu", "limits.memory", "requests.cpu", "requests.memory"];
+            const SUPPORTED: &[&str] = &[
+                "limits.cpu",
+                "limits.memory",
+                "requests.cpu",
+                "requests.memory",
+            ];
             if !SUPPORTED.contains(&resource_ref.resource.as_str()) {
-                errors.not_supported(&from_path.child("resourceFieldRef").child("resource"), &resource_ref.resource, SUPPORTED);
+                errors.not_supported(
+                    &from_path.child("resourceFieldRef").child("resource"),
+                    &resource_ref.resource,
+                    SUPPORTED,
+                );
             }
         }
-        for (field, selector) in [("configMapKeyRef", &from.config_map_key_ref), ("secretKeyRef", &from.secret_key_ref)] {
+        for (field, selector) in [
+            ("configMapKeyRef", &from.config_map_key_ref),
+            ("secretKeyRef", &from.secret_key_ref),
+        ] {
             if let Some(selector) = selector {
                 key_selector(selector, &from_path.child(field), errors);
             }
@@ -788,92 +1152,146 @@ fn key_selector(selector: &KeySelector, path: &Path, errors: &mut Errors) {
     if selector.name.is_empty() {
         errors.required(&path.child("name"), "");
     } else {
-        errors.check(&path.child("name"), &selector.name, names::dns1123_subdomain(&selector.name));
+        errors.check(
+            &path.child("name"),
+            &selector.name,
+            names::dns1123_subdomain(&selector.name),
+        );
     }
     if selector.key.is_empty() {
         errors.required(&path.child("key"), "");
     } else {
-        errors.check(&path.child("key"), &selector.key, names::config_map_key(&selector.key));
+        errors.check(
+            &path.child("key"),
+            &selector.key,
+            names::config_map_key(&selector.key),
+        );
     }
 }
 
 fn resources(c: &Container, path: &Path, errors: &mut Errors) {
-    let Some(resources) = &c.resources else { return };
-    for (field, list) in [("limits", &resources.limits), ("requests", &resources.requests)] {
+    let Some(resources) = &c.resources else {
+        return;
+    };
+    for (field, list) in [
+        ("limits", &resources.limits),
+        ("requests", &resources.requests),
+    ] {
         for (name, quantity) in list {
             let path = path.child(field).key(name);
             if !SUPPORTED_RESOURCES.contains(&name.as_str()) {
                 errors.not_supported(&path, name, SUPPORTED_RESOURCES);
             } else if quantity.is_negative() {
-                errors.invalid(&path, quantity.as_str(), "must be greater than or equal to 0");
-            } else if field == "limits" && quantity.is_zero() {
-                errors.invalid(&path, quantity.as_str(), "must be greater than 0: a zero limit would keep the container from running");
-            }
-        }
-    }
-    for (name, request) in &resources.requests {
-        if let Some(limit) = resources.limits.get(name) {
-            if request > limit {
                 errors.invalid(
-                    &path.child("requests").key(name),
-                    request.as_str(),
-                    format!("must be less than or equal to {name} limit of {}", limit.as_str()),
+                    &path,
+                    quantity.as_str(),
+                    "must be greater than or equal to 0",
+                );
+            } else if field == "limits" && quantity.is_zero() {
+                errors.invalid(
+                    &path,
+                    quantity.as_str(),
+                    "must be greater than 0: a zero limit would keep the container from running",
                 );
             }
         }
     }
-}
-
-fn probe(probe: &Probe, single_success: bool, port_names: &BTreeSet<&str>, path: &Path, errors: &mut Errors) {
-    match probe.handlers().len() {
-        0 => errors.required(path, "must specify a handler type (exec, httpGet, tcpSocket or grpc)"),
-        1 => {}
-        _ => errors.forbidden(path, "may not specify more than 1 handler type"),
-    }
-    if let Some(exec) = &probe.exec {
-        if exec.command.is_empty() {
-            errors.required(&path.child("exec").child("command"), "");
-        }
-    }
-    if let Some(http_get) = &probe.http_get {
-        self::http_get(http_get, port_names, &path.child("httpGet"), errors);
-    }
-    if let Some(tcp) = &probe.tcp_socket {
-        named_port(&tcp.port, port_names, &path.child("tcpSocket").child("port"), errors);
-    }
-    if let Some(grpc) = &probe.grpc {
-        errors.port_number(&path.child("grpc").child("port"), grpc.port);
-    }
-    errors.non_negative(&path.child("initialDelaySeconds"), probe.initial_delay_seconds);
-    errors.at_least_one(&path.child("timeoutSeconds"), probe.timeout_seconds);
-    errors.at_least_one(&path.child("periodSeconds"), probe.period_seconds);
-    errors.at_least_one(&path.child("successThreshold"), probe.success_threshold);
-    errors.at_least_one(&path.child("failureThreshold"), probe.failure_threshold);
-    errors.at_least_one(&path.child("terminationGracePeriodSeconds"), probe.termination_grace_period_seconds);
-    if single_success {
-        if let Some(threshold) = probe.success_threshold.filter(|t| *t != 1) {
-            errors.invalid(&path.child("successThreshold"), threshold, "must be 1");
-        }
-    }
-}
-
-fn named_port(port: &IntOrString, port_names: &BTreeSet<&str>, path: &Path, errors: &mut Errors) {
-    int_or_port_name(port, path, errors);
-    if let IntOrString::String(name) = port {
-        if names::iana_svc_name(name).is_empty() && !port_names.contains(name.as_str()) {
-            let known = port_names.iter().copied().collect::<Vec<_>>().join(", ");
-            errors.not_found(
-                path,
-                name,
-                format!("must be a port number or the name of one of the container's ports ({})", if known.is_empty() { "it has none" } else { &known }),
+    for (name, request) in &resources.requests {
+        if let Some(limit) = resources.limits.get(name)
+            && request > limit
+        {
+            errors.invalid(
+                &path.child("requests").key(name),
+                request.as_str(),
+                format!(
+                    "must be less than or equal to {name} limit of {}",
+                    limit.as_str()
+                ),
             );
         }
     }
 }
 
+fn probe(
+    probe: &Probe,
+    single_success: bool,
+    port_names: &BTreeSet<&str>,
+    path: &Path,
+    errors: &mut Errors,
+) {
+    match probe.handlers().len() {
+        0 => errors.required(
+            path,
+            "must specify a handler type (exec, httpGet, tcpSocket or grpc)",
+        ),
+        1 => {}
+        _ => errors.forbidden(path, "may not specify more than 1 handler type"),
+    }
+    if let Some(exec) = &probe.exec
+        && exec.command.is_empty()
+    {
+        errors.required(&path.child("exec").child("command"), "");
+    }
+    if let Some(http_get) = &probe.http_get {
+        self::http_get(http_get, port_names, &path.child("httpGet"), errors);
+    }
+    if let Some(tcp) = &probe.tcp_socket {
+        named_port(
+            &tcp.port,
+            port_names,
+            &path.child("tcpSocket").child("port"),
+            errors,
+        );
+    }
+    if let Some(grpc) = &probe.grpc {
+        errors.port_number(&path.child("grpc").child("port"), grpc.port);
+    }
+    errors.non_negative(
+        &path.child("initialDelaySeconds"),
+        probe.initial_delay_seconds,
+    );
+    errors.at_least_one(&path.child("timeoutSeconds"), probe.timeout_seconds);
+    errors.at_least_one(&path.child("periodSeconds"), probe.period_seconds);
+    errors.at_least_one(&path.child("successThreshold"), probe.success_threshold);
+    errors.at_least_one(&path.child("failureThreshold"), probe.failure_threshold);
+    errors.at_least_one(
+        &path.child("terminationGracePeriodSeconds"),
+        probe.termination_grace_period_seconds,
+    );
+    if single_success && let Some(threshold) = probe.success_threshold.filter(|t| *t != 1) {
+        errors.invalid(&path.child("successThreshold"), threshold, "must be 1");
+    }
+}
+
+fn named_port(port: &IntOrString, port_names: &BTreeSet<&str>, path: &Path, errors: &mut Errors) {
+    int_or_port_name(port, path, errors);
+    if let IntOrString::String(name) = port
+        && names::iana_svc_name(name).is_empty()
+        && !port_names.contains(name.as_str())
+    {
+        let known = port_names.iter().copied().collect::<Vec<_>>().join(", ");
+        errors.not_found(
+            path,
+            name,
+            format!(
+                "must be a port number or the name of one of the container's ports ({})",
+                if known.is_empty() {
+                    "it has none"
+                } else {
+                    &known
+                }
+            ),
+        );
+    }
+}
+
 fn http_get(action: &HttpGetAction, port_names: &BTreeSet<&str>, path: &Path, errors: &mut Errors) {
     named_port(&action.port, port_names, &path.child("port"), errors);
-    if let Some(p) = action.path.as_deref().filter(|p| !p.is_empty() && !p.starts_with('/')) {
+    if let Some(p) = action
+        .path
+        .as_deref()
+        .filter(|p| !p.is_empty() && !p.starts_with('/'))
+    {
         errors.invalid(&path.child("path"), p, "must start with '/'");
     }
     for (i, header) in action.http_headers.iter().enumerate() {
@@ -882,32 +1300,60 @@ fn http_get(action: &HttpGetAction, port_names: &BTreeSet<&str>, path: &Path, er
     }
 }
 
-fn lifecycle(lifecycle: &Lifecycle, port_names: &BTreeSet<&str>, grace_period: Option<i64>, path: &Path, errors: &mut Errors) {
-    for (field, handler) in [("postStart", &lifecycle.post_start), ("preStop", &lifecycle.pre_stop)] {
+fn lifecycle(
+    lifecycle: &Lifecycle,
+    port_names: &BTreeSet<&str>,
+    grace_period: Option<i64>,
+    path: &Path,
+    errors: &mut Errors,
+) {
+    for (field, handler) in [
+        ("postStart", &lifecycle.post_start),
+        ("preStop", &lifecycle.pre_stop),
+    ] {
         if let Some(handler) = handler {
-            lifecycle_handler(handler, port_names, grace_period, &path.child(field), errors);
+            lifecycle_handler(
+                handler,
+                port_names,
+                grace_period,
+                &path.child(field),
+                errors,
+            );
         }
     }
 }
 
-fn lifecycle_handler(handler: &LifecycleHandler, port_names: &BTreeSet<&str>, grace_period: Option<i64>, path: &Path, errors: &mut Errors) {
+fn lifecycle_handler(
+    handler: &LifecycleHandler,
+    port_names: &BTreeSet<&str>,
+    grace_period: Option<i64>,
+    path: &Path,
+    errors: &mut Errors,
+) {
     match handler.handlers().len() {
         0 => errors.required(path, "must specify a handler type (exec, httpGet or sleep)"),
         1 => {}
         _ => errors.forbidden(path, "may not specify more than 1 handler type"),
     }
-    if let Some(exec) = &handler.exec {
-        if exec.command.is_empty() {
-            errors.required(&path.child("exec").child("command"), "");
-        }
+    if let Some(exec) = &handler.exec
+        && exec.command.is_empty()
+    {
+        errors.required(&path.child("exec").child("command"), "");
     }
     if let Some(http_get) = &handler.http_get {
         self::http_get(http_get, port_names, &path.child("httpGet"), errors);
     }
     if let Some(sleep) = &handler.sleep {
-        let grace = grace_period.unwrap_or(crate::defaults::DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS);
+        let grace =
+            grace_period.unwrap_or(crate::defaults::DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS);
         if sleep.seconds <= 0 || sleep.seconds > grace {
-            errors.invalid(&path.child("sleep").child("seconds"), sleep.seconds, format!("must be greater than 0 and less than terminationGracePeriodSeconds ({grace})"));
+            errors.invalid(
+                &path.child("sleep").child("seconds"),
+                sleep.seconds,
+                format!(
+                    "must be greater than 0 and less than terminationGracePeriodSeconds ({grace})"
+                ),
+            );
         }
     }
 }

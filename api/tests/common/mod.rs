@@ -4,11 +4,16 @@
 use std::path::{Path, PathBuf};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("api/ is inside the repository").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("api/ is inside the repository")
+        .to_owned()
 }
 
 pub fn fixtures(kind: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(kind)
 }
 
 /// Manifest files under `dir`, sorted.
@@ -27,5 +32,8 @@ pub fn accepted_files() -> Vec<PathBuf> {
 
 /// A path relative to the repository, with `/` separators, for stable messages.
 pub fn display_path(path: &Path) -> String {
-    path.strip_prefix(repo_root()).unwrap_or(path).to_string_lossy().replace('\\', "/")
+    path.strip_prefix(repo_root())
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
 }

@@ -17,8 +17,14 @@ use nix::unistd::Pid;
 use super::{ContainerId, LinuxRuntime, Result, RuntimeError};
 use crate::syscall::SyscallError;
 
-const PROXIED: [Signal; 6] =
-    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+const PROXIED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
 
 /// Blocks the proxied signals of this (single-threaded) process and receives them on a
 /// signalfd. The shim gets a clean signal mask: `std::process::Command` resets it.
@@ -30,11 +36,15 @@ pub struct SignalProxy {
 
 impl SignalProxy {
     pub fn install() -> Result<Self> {
-        let kernel = |call, e| RuntimeError::Kernel { id: String::new(), source: SyscallError::new(call, "signal proxy", e) };
+        let kernel = |call, e| RuntimeError::Kernel {
+            id: String::new(),
+            source: SyscallError::new(call, "signal proxy", e),
+        };
         let mut mask = SigSet::empty();
         PROXIED.iter().for_each(|s| mask.add(*s));
         let mut previous = SigSet::empty();
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut previous)).map_err(|e| kernel("sigprocmask", e))?;
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut previous))
+            .map_err(|e| kernel("sigprocmask", e))?;
         let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(|e| kernel("signalfd", e))?;
         Ok(Self { fd, previous })
@@ -43,10 +53,19 @@ impl SignalProxy {
     /// Forward signals to container `id` until `shim` exits; return the container's exit code
     /// (the shim exits with it).
     pub fn wait(&self, runtime: &LinuxRuntime, id: &ContainerId, mut shim: Child) -> Result<i32> {
-        let kernel = |source| RuntimeError::Kernel { id: id.to_string(), source };
-        let pidfd = runtime.syscall.pidfd_open(Pid::from_raw(shim.id() as i32)).map_err(kernel)?;
+        let kernel = |source| RuntimeError::Kernel {
+            id: id.to_string(),
+            source,
+        };
+        let pidfd = runtime
+            .syscall
+            .pidfd_open(Pid::from_raw(shim.id() as i32))
+            .map_err(kernel)?;
         loop {
-            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN), PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [
+                PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.fd.as_fd(), PollFlags::POLLIN),
+            ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
@@ -65,10 +84,14 @@ impl SignalProxy {
                 break;
             }
         }
-        let status = shim
-            .wait()
-            .map_err(|source| RuntimeError::Io { id: id.to_string(), path: runtime.config.shim_exe.clone(), source })?;
-        Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        let status = shim.wait().map_err(|source| RuntimeError::Io {
+            id: id.to_string(),
+            path: runtime.config.shim_exe.clone(),
+            source,
+        })?;
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 }
 

@@ -17,7 +17,9 @@ pub struct ContainerId(String);
 
 /// Why a string is not a valid [`ContainerId`].
 #[derive(Debug, thiserror::Error)]
-#[error("invalid container id {0:?}: expected 1-128 characters of [A-Za-z0-9_.-] starting with a letter or digit")]
+#[error(
+    "invalid container id {0:?}: expected 1-128 characters of [A-Za-z0-9_.-] starting with a letter or digit"
+)]
 pub struct InvalidId(pub String);
 
 impl ContainerId {
@@ -55,8 +57,13 @@ impl TryFrom<String> for ContainerId {
         let valid = !s.is_empty()
             && s.len() <= 128
             && s.as_bytes()[0].is_ascii_alphanumeric()
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-        if valid { Ok(Self(s)) } else { Err(InvalidId(s)) }
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if valid {
+            Ok(Self(s))
+        } else {
+            Err(InvalidId(s))
+        }
     }
 }
 
@@ -152,10 +159,16 @@ pub fn default_masked_paths() -> Vec<PathBuf> {
 
 /// Docker's default read-only paths.
 pub fn default_readonly_paths() -> Vec<PathBuf> {
-    ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-        .into_iter()
-        .map(PathBuf::from)
-        .collect()
+    [
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .collect()
 }
 
 /// Docker's 14 default capabilities (CapEff 0x00000000a80425fb).
@@ -201,6 +214,10 @@ pub struct ProcessConfig {
     pub capabilities: Vec<String>,
     #[serde(default = "yes")]
     pub no_new_privileges: bool,
+    /// berth's default seccomp filter ([`crate::process::seccomp`]); off is docker's
+    /// `seccomp=unconfined`.
+    #[serde(default = "yes")]
+    pub seccomp: bool,
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,
 }
@@ -302,7 +319,10 @@ impl ContainerConfig {
             id,
             labels: BTreeMap::new(),
             image: None,
-            rootfs: RootfsConfig { layers, readonly: false },
+            rootfs: RootfsConfig {
+                layers,
+                readonly: false,
+            },
             process: ProcessConfig {
                 args,
                 env: Vec::new(),
@@ -310,6 +330,7 @@ impl ContainerConfig {
                 user: User::default(),
                 capabilities: default_capabilities(),
                 no_new_privileges: true,
+                seccomp: true,
                 rlimits: Vec::new(),
             },
             hostname: None,
@@ -326,7 +347,9 @@ impl ContainerConfig {
 
     /// The hostname the container gets.
     pub fn effective_hostname(&self) -> String {
-        self.hostname.clone().unwrap_or_else(|| self.id.short().to_string())
+        self.hostname
+            .clone()
+            .unwrap_or_else(|| self.id.short().to_string())
     }
 }
 
@@ -357,10 +380,16 @@ mod tests {
         config.namespaces.network = NamespaceMode::Join("/proc/42/ns/net".into());
         config.mounts.push(Mount {
             destination: "/data".into(),
-            kind: MountKind::Bind { source: "/srv".into(), readonly: true },
+            kind: MountKind::Bind {
+                source: "/srv".into(),
+                readonly: true,
+            },
         });
         let json = serde_json::to_string(&config).unwrap();
-        assert_eq!(serde_json::from_str::<ContainerConfig>(&json).unwrap(), config);
+        assert_eq!(
+            serde_json::from_str::<ContainerConfig>(&json).unwrap(),
+            config
+        );
 
         // A minimal document gets docker's defaults.
         let minimal: ContainerConfig = serde_json::from_str(
@@ -368,7 +397,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(minimal.process.capabilities.len(), 14);
-        assert!(minimal.process.no_new_privileges);
+        assert!(minimal.process.no_new_privileges && minimal.process.seccomp);
         assert_eq!(minimal.stop_signal, libc::SIGTERM);
         assert_eq!(minimal.masked_paths, default_masked_paths());
         assert_eq!(minimal.namespaces.network, NamespaceMode::New);

@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use nix::fcntl::OFlag;
 
 use super::config::ContainerConfig;
-use super::{ContainerId, LinuxRuntime, Result, RuntimeConfig, RuntimeError, container_dir, state_dir};
+use super::{
+    ContainerId, LinuxRuntime, Result, RuntimeConfig, RuntimeError, container_dir, state_dir,
+};
 use crate::shim::{SHIM_MARKER, SYNC_FD, ShimArgs, SyncMessage};
 
 /// How the shim runs.
@@ -37,7 +39,11 @@ pub struct Created {
 
 fn io_err(id: &ContainerId, path: &Path) -> impl Fn(std::io::Error) -> RuntimeError {
     let (id, path) = (id.to_string(), path.to_path_buf());
-    move |source| RuntimeError::Io { id: id.clone(), path: path.clone(), source }
+    move |source| RuntimeError::Io {
+        id: id.clone(),
+        path: path.clone(),
+        source,
+    }
 }
 
 /// Reserve the id and name and write `config.json` and the overlay directories. On failure
@@ -60,17 +66,25 @@ pub(crate) fn write_files(runtime: &RuntimeConfig, config: &ContainerConfig) -> 
             std::fs::create_dir(&path).map_err(io_err(id, &path))?;
         }
         let path = dir.join("config.json");
-        let json = serde_json::to_vec_pretty(config)
-            .map_err(|source| RuntimeError::Json { id: id.to_string(), path: path.clone(), source })?;
+        let json = serde_json::to_vec_pretty(config).map_err(|source| RuntimeError::Json {
+            id: id.to_string(),
+            path: path.clone(),
+            source,
+        })?;
         std::fs::write(&path, json).map_err(io_err(id, &path))?;
         let run = state_dir(&runtime.run_dir, id);
         std::fs::create_dir_all(&run).map_err(io_err(id, &run))
     });
     if let Err(original) = result {
-        return Err(match super::delete::remove_files(&runtime.root, &runtime.run_dir, config) {
-            Ok(()) => original,
-            Err(cleanup) => RuntimeError::Cleanup { original: Box::new(original), cleanup: Box::new(cleanup) },
-        });
+        return Err(
+            match super::delete::remove_files(&runtime.root, &runtime.run_dir, config) {
+                Ok(()) => original,
+                Err(cleanup) => RuntimeError::Cleanup {
+                    original: Box::new(original),
+                    cleanup: Box::new(cleanup),
+                },
+            },
+        );
     }
     Ok(())
 }
@@ -91,15 +105,27 @@ fn reserve_name(runtime: &RuntimeConfig, config: &ContainerConfig) -> Result<()>
                 if owner == id.as_str() {
                     return Ok(());
                 }
-                if runtime.root.join("containers").join(&owner).join("config.json").exists() {
-                    return Err(RuntimeError::NameInUse { name: config.name.clone(), id: owner });
+                if runtime
+                    .root
+                    .join("containers")
+                    .join(&owner)
+                    .join("config.json")
+                    .exists()
+                {
+                    return Err(RuntimeError::NameInUse {
+                        name: config.name.clone(),
+                        id: owner,
+                    });
                 }
                 let _ = std::fs::remove_file(&link);
             }
             Err(e) => return Err(io_err(id, &link)(e)),
         }
     }
-    Err(RuntimeError::NameInUse { name: config.name.clone(), id: String::new() })
+    Err(RuntimeError::NameInUse {
+        name: config.name.clone(),
+        id: String::new(),
+    })
 }
 
 impl LinuxRuntime {
@@ -118,10 +144,14 @@ impl LinuxRuntime {
         match self.spawn_shim(&config, options) {
             Ok(created) => Ok(created),
             Err(original) => {
-                let cleanup = super::delete::remove_files(&self.config.root, &self.config.run_dir, &config);
+                let cleanup =
+                    super::delete::remove_files(&self.config.root, &self.config.run_dir, &config);
                 Err(match cleanup {
                     Ok(()) => original,
-                    Err(cleanup) => RuntimeError::Cleanup { original: Box::new(original), cleanup: Box::new(cleanup) },
+                    Err(cleanup) => RuntimeError::Cleanup {
+                        original: Box::new(original),
+                        cleanup: Box::new(cleanup),
+                    },
                 })
             }
         }
@@ -145,8 +175,11 @@ impl LinuxRuntime {
             path: self.config.shim_exe.clone(),
             source,
         })?;
-        let (sync_read, sync_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-            .map_err(|e| RuntimeError::Kernel { id: id.to_string(), source: crate::syscall::SyscallError::new("pipe2", "sync", e) })?;
+        let (sync_read, sync_write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Kernel {
+                id: id.to_string(),
+                source: crate::syscall::SyscallError::new("pipe2", "sync", e),
+            })?;
 
         let mut command = Command::new(&self.config.shim_exe);
         command.arg(SHIM_MARKER).arg(json).stdin(Stdio::null());
@@ -186,7 +219,11 @@ impl LinuxRuntime {
                 if !options.detach {
                     let _ = child.wait();
                 }
-                Err(RuntimeError::Create { id: id.clone(), code, message })
+                Err(RuntimeError::Create {
+                    id: id.clone(),
+                    code,
+                    message,
+                })
             }
             None => {
                 if !options.detach {

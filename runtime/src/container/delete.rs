@@ -46,7 +46,10 @@ impl LinuxRuntime {
                 match self.wait_timeout(id, Some(Duration::from_secs(10))) {
                     Ok(Some(_)) | Err(RuntimeError::NotFound(_)) => {}
                     Ok(None) => {
-                        return Err(RuntimeError::Timeout { id: id.clone(), waited: Duration::from_secs(10) });
+                        return Err(RuntimeError::Timeout {
+                            id: id.clone(),
+                            waited: Duration::from_secs(10),
+                        });
                     }
                     Err(err) => return Err(err),
                 }
@@ -58,19 +61,26 @@ impl LinuxRuntime {
         let cgroups = self.cgroups(id)?;
         let cgroup = cgroups
             .delete(&self.cgroup_path(id))
-            .map_err(|source| RuntimeError::Cgroup { id: id.to_string(), source });
+            .map_err(|source| RuntimeError::Cgroup {
+                id: id.to_string(),
+                source,
+            });
         let files = remove_files(&self.config.root, &self.config.run_dir, &config);
         match (cgroup, files) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
-            (Err(original), Err(cleanup)) => {
-                Err(RuntimeError::Cleanup { original: Box::new(original), cleanup: Box::new(cleanup) })
-            }
+            (Err(original), Err(cleanup)) => Err(RuntimeError::Cleanup {
+                original: Box::new(original),
+                cleanup: Box::new(cleanup),
+            }),
         }
     }
 }
 
 /// Whether `id` has anything left on disk (for tests and `rm` reporting).
 pub fn leftovers(root: &Path, run_dir: &Path, id: &ContainerId) -> Vec<std::path::PathBuf> {
-    [container_dir(root, id), state_dir(run_dir, id)].into_iter().filter(|p| p.exists()).collect()
+    [container_dir(root, id), state_dir(run_dir, id)]
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect()
 }

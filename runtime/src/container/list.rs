@@ -43,10 +43,17 @@ impl LinuxRuntime {
     pub fn stats(&self, id: &ContainerId) -> Result<Stats> {
         let state = self.state(id)?;
         if state.status == Status::Stopped {
-            return Err(RuntimeError::WrongStatus { id: id.clone(), status: state.status, expected: "running" });
+            return Err(RuntimeError::WrongStatus {
+                id: id.clone(),
+                status: state.status,
+                expected: "running",
+            });
         }
         self.cgroups(id)?
             .stats(&self.cgroup_path(id))
-            .map_err(|source| RuntimeError::Cgroup { id: id.to_string(), source })
+            .map_err(|source| RuntimeError::Cgroup {
+                id: id.to_string(),
+                source,
+            })
     }
 }

@@ -107,15 +107,26 @@ pub enum RuntimeError {
     },
     /// The container could not be created; `code` is docker's exit code for it (125-127).
     #[error("{message}")]
-    Create { id: ContainerId, code: i32, message: String },
+    Create {
+        id: ContainerId,
+        code: i32,
+        message: String,
+    },
     #[error("container {0}: shim exited without reporting")]
     ShimLost(ContainerId),
     #[error("container {id} is {status:?}, not {expected}")]
-    WrongStatus { id: ContainerId, status: Status, expected: &'static str },
+    WrongStatus {
+        id: ContainerId,
+        status: Status,
+        expected: &'static str,
+    },
     #[error("container {0} is running: stop it first or force the removal")]
     Running(ContainerId),
     #[error("container {id}: still running after {waited:?}")]
-    Timeout { id: ContainerId, waited: std::time::Duration },
+    Timeout {
+        id: ContainerId,
+        waited: std::time::Duration,
+    },
     #[error(transparent)]
     State(#[from] StateError),
     #[error("container {id}: cgroup")]
@@ -131,7 +142,10 @@ pub enum RuntimeError {
         source: SyscallError,
     },
     #[error("{original}; cleanup also failed: {cleanup}")]
-    Cleanup { original: Box<RuntimeError>, cleanup: Box<RuntimeError> },
+    Cleanup {
+        original: Box<RuntimeError>,
+        cleanup: Box<RuntimeError>,
+    },
 }
 
 impl RuntimeError {
@@ -156,7 +170,11 @@ pub struct LinuxRuntime {
 
 impl LinuxRuntime {
     pub fn new(config: RuntimeConfig, syscall: Arc<dyn Syscall>) -> Self {
-        Self { config, syscall, cgroups: OnceLock::new() }
+        Self {
+            config,
+            syscall,
+            cgroups: OnceLock::new(),
+        }
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -181,7 +199,10 @@ impl LinuxRuntime {
             return Ok(manager.as_ref());
         }
         let manager = cgroup::detect(&self.config.cgroup_root, &self.config.mountinfo_path)
-            .map_err(|source| RuntimeError::Cgroup { id: id.to_string(), source })?;
+            .map_err(|source| RuntimeError::Cgroup {
+                id: id.to_string(),
+                source,
+            })?;
         Ok(self.cgroups.get_or_init(|| manager).as_ref())
     }
 
@@ -191,23 +212,38 @@ impl LinuxRuntime {
             if source.kind() == std::io::ErrorKind::NotFound {
                 RuntimeError::NotFound(id.to_string())
             } else {
-                RuntimeError::Io { id: id.to_string(), path: path.clone(), source }
+                RuntimeError::Io {
+                    id: id.to_string(),
+                    path: path.clone(),
+                    source,
+                }
             }
         })?;
-        serde_json::from_slice(&bytes).map_err(|source| RuntimeError::Json { id: id.to_string(), path, source })
+        serde_json::from_slice(&bytes).map_err(|source| RuntimeError::Json {
+            id: id.to_string(),
+            path,
+            source,
+        })
     }
 
     /// The container's state, corrected when its shim died without recording the end.
     pub fn state(&self, id: &ContainerId) -> Result<State> {
         let dir = self.state_dir(id);
         let mut state = State::load(&dir).map_err(|err| match err {
-            StateError::Read { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            StateError::Read { ref source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 RuntimeError::NotFound(id.to_string())
             }
             other => RuntimeError::State(other),
         })?;
         let alive = process_start_time(state.shim_pid) == Some(state.shim_start_time);
         state.reconcile(alive);
+        // As runc: once `start` has consumed the exec fifo the container runs, even if the
+        // shim has not recorded it yet.
+        if state.status == Status::Created && !dir.join("exec.fifo").exists() {
+            state.status = Status::Running;
+        }
         Ok(state)
     }
 
@@ -219,13 +255,21 @@ impl LinuxRuntime {
         if state.status == Status::Stopped {
             return Ok(None);
         }
-        match self.syscall.pidfd_open(nix::unistd::Pid::from_raw(state.shim_pid)) {
+        match self
+            .syscall
+            .pidfd_open(nix::unistd::Pid::from_raw(state.shim_pid))
+        {
             // The pid may have been reused between reading the state and opening the pidfd:
             // the start time must still be the shim's.
-            Ok(fd) if process_start_time(state.shim_pid) == Some(state.shim_start_time) => Ok(Some(fd)),
+            Ok(fd) if process_start_time(state.shim_pid) == Some(state.shim_start_time) => {
+                Ok(Some(fd))
+            }
             Ok(_) => Ok(None),
             Err(e) if e.errno == nix::errno::Errno::ESRCH => Ok(None),
-            Err(source) => Err(RuntimeError::Kernel { id: id.to_string(), source }),
+            Err(source) => Err(RuntimeError::Kernel {
+                id: id.to_string(),
+                source,
+            }),
         }
     }
 
@@ -246,7 +290,10 @@ impl LinuxRuntime {
             return Ok(id);
         }
         let ids = self.ids()?;
-        let matches: Vec<&ContainerId> = ids.iter().filter(|id| id.as_str().starts_with(query)).collect();
+        let matches: Vec<&ContainerId> = ids
+            .iter()
+            .filter(|id| id.as_str().starts_with(query))
+            .collect();
         match matches[..] {
             [id] => Ok(id.clone()),
             [] => Err(RuntimeError::NotFound(query.to_string())),
@@ -263,7 +310,13 @@ impl LinuxRuntime {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(RuntimeError::Io { id: String::new(), path: dir, source }),
+            Err(source) => {
+                return Err(RuntimeError::Io {
+                    id: String::new(),
+                    path: dir,
+                    source,
+                });
+            }
         };
         let mut ids: Vec<ContainerId> = entries
             .filter_map(|e| e.ok()?.file_name().into_string().ok()?.parse().ok())
@@ -298,7 +351,9 @@ pub(crate) fn self_identity() -> (i32, u64) {
 /// Manifest digests of the images some container on disk was created from, so `image rm`
 /// can refuse to remove them.
 pub fn images_in_use(root: &Path) -> std::collections::BTreeSet<String> {
-    let Ok(entries) = std::fs::read_dir(root.join("containers")) else { return Default::default() };
+    let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
+        return Default::default();
+    };
     entries
         .filter_map(|e| {
             let bytes = std::fs::read(e.ok()?.path().join("config.json")).ok()?;
@@ -331,23 +386,45 @@ mod tests {
             let id: ContainerId = id.parse().unwrap();
             let mut config = ContainerConfig::new(id.clone(), vec!["/l".into()], vec!["sh".into()]);
             config.name = name.into();
-            config.image = Some(config::ImageRef { name: "busybox".into(), manifest_digest: format!("sha256:{name}") });
+            config.image = Some(config::ImageRef {
+                name: "busybox".into(),
+                manifest_digest: format!("sha256:{name}"),
+            });
             create::write_files(&runtime.config, &config).unwrap();
         }
         assert_eq!(runtime.resolve("abc123").unwrap().as_str(), "abc123");
         assert_eq!(runtime.resolve("db").unwrap().as_str(), "abd456");
         assert_eq!(runtime.resolve("abc").unwrap().as_str(), "abc123");
-        assert!(matches!(runtime.resolve("ab"), Err(RuntimeError::Ambiguous { .. })));
-        assert!(matches!(runtime.resolve("zzz"), Err(RuntimeError::NotFound(_))));
-        assert!(matches!(runtime.resolve(""), Err(RuntimeError::NotFound(_))));
+        assert!(matches!(
+            runtime.resolve("ab"),
+            Err(RuntimeError::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            runtime.resolve("zzz"),
+            Err(RuntimeError::NotFound(_))
+        ));
+        assert!(matches!(
+            runtime.resolve(""),
+            Err(RuntimeError::NotFound(_))
+        ));
 
         let in_use = images_in_use(&dir.path().join("root"));
-        assert_eq!(in_use.into_iter().collect::<Vec<_>>(), ["sha256:db", "sha256:web"]);
+        assert_eq!(
+            in_use.into_iter().collect::<Vec<_>>(),
+            ["sha256:db", "sha256:web"]
+        );
 
         // A second container may not take a name in use.
-        let mut clash = ContainerConfig::new("x1".parse().unwrap(), vec!["/l".into()], vec!["sh".into()]);
+        let mut clash =
+            ContainerConfig::new("x1".parse().unwrap(), vec!["/l".into()], vec!["sh".into()]);
         clash.name = "web".into();
-        assert!(matches!(create::write_files(&runtime.config, &clash), Err(RuntimeError::NameInUse { .. })));
-        assert!(!runtime.container_dir(&clash.id).exists(), "a refused create leaves nothing");
+        assert!(matches!(
+            create::write_files(&runtime.config, &clash),
+            Err(RuntimeError::NameInUse { .. })
+        ));
+        assert!(
+            !runtime.container_dir(&clash.id).exists(),
+            "a refused create leaves nothing"
+        );
     }
 }

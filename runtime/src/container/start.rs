@@ -16,20 +16,37 @@ impl LinuxRuntime {
     pub fn start(&self, id: &ContainerId) -> Result<()> {
         let state = self.state(id)?;
         if state.status != Status::Created {
-            return Err(RuntimeError::WrongStatus { id: id.clone(), status: state.status, expected: "created" });
+            return Err(RuntimeError::WrongStatus {
+                id: id.clone(),
+                status: state.status,
+                expected: "created",
+            });
         }
         let fifo = self.state_dir(id).join("exec.fifo");
         // Non-blocking open for writing fails with ENXIO when no reader is left, i.e. the init
         // died: no hanging on a dead container.
-        let fd = nix::fcntl::open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| match e {
-                Errno::ENXIO | Errno::ENOENT => {
-                    RuntimeError::WrongStatus { id: id.clone(), status: Status::Stopped, expected: "created" }
-                }
-                e => RuntimeError::Kernel { id: id.to_string(), source: SyscallError::path("open", &fifo, e) },
-            })?;
+        let fd = nix::fcntl::open(
+            &fifo,
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::ENXIO | Errno::ENOENT => RuntimeError::WrongStatus {
+                id: id.clone(),
+                status: Status::Stopped,
+                expected: "created",
+            },
+            e => RuntimeError::Kernel {
+                id: id.to_string(),
+                source: SyscallError::path("open", &fifo, e),
+            },
+        })?;
         let mut file = std::fs::File::from(fd);
-        file.write_all(&[0]).map_err(|source| RuntimeError::Io { id: id.to_string(), path: fifo.clone(), source })?;
+        file.write_all(&[0]).map_err(|source| RuntimeError::Io {
+            id: id.to_string(),
+            path: fifo.clone(),
+            source,
+        })?;
         drop(file);
         let _ = std::fs::remove_file(&fifo);
         Ok(())

@@ -79,9 +79,17 @@ impl ExitStatus {
             _ => (255, None),
         };
         if oom_killed && signal == Some(libc::SIGKILL) {
-            return Self { code: 137, signal, oom_killed };
+            return Self {
+                code: 137,
+                signal,
+                oom_killed,
+            };
         }
-        Self { code, signal, oom_killed }
+        Self {
+            code,
+            signal,
+            oom_killed,
+        }
     }
 
     pub fn reason(&self) -> Reason {
@@ -140,7 +148,11 @@ pub enum StateError {
         source: serde_json::Error,
     },
     #[error("container {id}: {from:?} cannot become {to:?}")]
-    Transition { id: ContainerId, from: Status, to: Status },
+    Transition {
+        id: ContainerId,
+        from: Status,
+        to: Status,
+    },
 }
 
 impl State {
@@ -165,7 +177,11 @@ impl State {
     /// Move to `next`, refusing transitions the diagram does not have.
     pub fn transition(&mut self, next: Status) -> Result<(), StateError> {
         if !self.status.can_become(next) {
-            return Err(StateError::Transition { id: self.id.clone(), from: self.status, to: next });
+            return Err(StateError::Transition {
+                id: self.id.clone(),
+                from: self.status,
+                to: next,
+            });
         }
         self.status = next;
         match next {
@@ -233,8 +249,10 @@ impl State {
 
     pub fn load(state_dir: &Path) -> Result<Self, StateError> {
         let path = Self::path(state_dir);
-        let bytes = std::fs::read(&path)
-            .map_err(|source| StateError::Read { path: path.clone(), source })?;
+        let bytes = std::fs::read(&path).map_err(|source| StateError::Read {
+            path: path.clone(),
+            source,
+        })?;
         serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path, source })
     }
 }
@@ -250,12 +268,17 @@ mod tests {
     fn exit_codes_follow_docker() {
         let pid = Pid::from_raw(1);
         let exited = ExitStatus::from_wait(WaitStatus::Exited(pid, 3), false);
-        assert_eq!((exited.code, exited.signal, exited.reason()), (3, None, Reason::Error));
+        assert_eq!(
+            (exited.code, exited.signal, exited.reason()),
+            (3, None, Reason::Error)
+        );
         let ok = ExitStatus::from_wait(WaitStatus::Exited(pid, 0), false);
         assert_eq!(ok.reason(), Reason::Completed);
-        let killed = ExitStatus::from_wait(WaitStatus::Signaled(pid, Signal::SIGKILL, false), false);
+        let killed =
+            ExitStatus::from_wait(WaitStatus::Signaled(pid, Signal::SIGKILL, false), false);
         assert_eq!((killed.code, killed.signal), (137, Some(9)));
-        let termed = ExitStatus::from_wait(WaitStatus::Signaled(pid, Signal::SIGTERM, false), false);
+        let termed =
+            ExitStatus::from_wait(WaitStatus::Signaled(pid, Signal::SIGTERM, false), false);
         assert_eq!(termed.code, 143);
         let oom = ExitStatus::from_wait(WaitStatus::Signaled(pid, Signal::SIGKILL, false), true);
         assert_eq!((oom.code, oom.reason()), (137, Reason::OomKilled));
@@ -269,13 +292,19 @@ mod tests {
         assert!(state.started_at.is_some());
         assert!(state.transition(Status::Running).is_err());
         state
-            .record_exit(ExitStatus { code: 143, signal: Some(15), oom_killed: false })
+            .record_exit(ExitStatus {
+                code: 143,
+                signal: Some(15),
+                oom_killed: false,
+            })
             .unwrap();
         assert_eq!(state.exit_status().unwrap().code, 143);
         assert!(state.transition(Status::Running).is_err());
 
         let mut never_started = State::created("d".parse().unwrap(), 10, 99, 11);
-        never_started.record_start_error(127, "exec \"nope\"".into()).unwrap();
+        never_started
+            .record_start_error(127, "exec \"nope\"".into())
+            .unwrap();
         assert_eq!(never_started.reason, Some(Reason::StartError));
     }
 
@@ -295,6 +324,9 @@ mod tests {
         orphan.reconcile(true);
         assert_eq!(orphan.status, Status::Running);
         orphan.reconcile(false);
-        assert_eq!((orphan.status, orphan.reason), (Status::Stopped, Some(Reason::ShimDied)));
+        assert_eq!(
+            (orphan.status, orphan.reason),
+            (Status::Stopped, Some(Reason::ShimDied))
+        );
     }
 }

@@ -14,16 +14,26 @@ impl LinuxRuntime {
     /// then SIGKILL for every process of the cgroup. Returns the recorded exit, or `None` for
     /// an auto-removed container (gone once stopped).
     #[tracing::instrument(skip(self), fields(container = %id))]
-    pub fn stop(&self, id: &ContainerId, grace: Duration, signal: Option<Signal>) -> Result<Option<ExitStatus>> {
+    pub fn stop(
+        &self,
+        id: &ContainerId,
+        grace: Duration,
+        signal: Option<Signal>,
+    ) -> Result<Option<ExitStatus>> {
         let config = self.load_config(id)?;
-        let signal = signal.or_else(|| Signal::try_from(config.stop_signal).ok()).unwrap_or(Signal::SIGTERM);
+        let signal = signal
+            .or_else(|| Signal::try_from(config.stop_signal).ok())
+            .unwrap_or(Signal::SIGTERM);
         let gone = |r: Result<Option<ExitStatus>>| match r {
             Err(RuntimeError::NotFound(_)) if config.auto_remove => Ok(None),
             other => other,
         };
         match self.kill(id, signal) {
             Ok(()) => {}
-            Err(RuntimeError::WrongStatus { status: Status::Stopped, .. }) => {
+            Err(RuntimeError::WrongStatus {
+                status: Status::Stopped,
+                ..
+            }) => {
                 return gone(self.wait_timeout(id, Some(KILL_WAIT)));
             }
             Err(RuntimeError::NotFound(_)) if config.auto_remove => return Ok(None),
@@ -40,7 +50,10 @@ impl LinuxRuntime {
         match gone(self.wait_timeout(id, Some(KILL_WAIT)))? {
             Some(status) => Ok(Some(status)),
             None if config.auto_remove && self.state(id).is_err() => Ok(None),
-            None => Err(RuntimeError::Timeout { id: id.clone(), waited: grace + KILL_WAIT }),
+            None => Err(RuntimeError::Timeout {
+                id: id.clone(),
+                waited: grace + KILL_WAIT,
+            }),
         }
     }
 }

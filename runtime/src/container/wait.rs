@@ -17,12 +17,19 @@ impl LinuxRuntime {
     pub fn wait(&self, id: &ContainerId) -> Result<ExitStatus> {
         match self.wait_timeout(id, None)? {
             Some(status) => Ok(status),
-            None => Err(RuntimeError::Timeout { id: id.clone(), waited: Duration::MAX }),
+            None => Err(RuntimeError::Timeout {
+                id: id.clone(),
+                waited: Duration::MAX,
+            }),
         }
     }
 
     /// Wait at most `timeout` (forever with `None`); `Ok(None)` if it is still running.
-    pub fn wait_timeout(&self, id: &ContainerId, timeout: Option<Duration>) -> Result<Option<ExitStatus>> {
+    pub fn wait_timeout(
+        &self,
+        id: &ContainerId,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ExitStatus>> {
         if let Some(fd) = self.exit_fd(id)? {
             let deadline = timeout.map(|t| Instant::now() + t);
             loop {
@@ -40,7 +47,10 @@ impl LinuxRuntime {
                     Ok(_) => break,
                     Err(Errno::EINTR) => continue,
                     Err(e) => {
-                        return Err(RuntimeError::Kernel { id: id.to_string(), source: SyscallError::new("poll", "shim pidfd", e) });
+                        return Err(RuntimeError::Kernel {
+                            id: id.to_string(),
+                            source: SyscallError::new("poll", "shim pidfd", e),
+                        });
                     }
                 }
             }

@@ -179,7 +179,8 @@ fn write_layer(root: &Path, out: &Path) -> Result<(Digest, Digest, u64)> {
     };
     let file = File::create_new(out).map_err(write_err)?;
     let compressed = HashingWriter::new(io::BufWriter::new(file));
-    let gzip = GzBuilder::new().write(compressed, Compression::default());
+    // Level 1: builds are local and often repeated; the digest stays deterministic.
+    let gzip = GzBuilder::new().write(compressed, Compression::fast());
     let mut builder = tar::Builder::new(HashingWriter::new(gzip));
     let mut links = HashMap::new();
     append_dir(&mut builder, root, Path::new(""), &mut links, out)?;

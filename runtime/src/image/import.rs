@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -224,7 +225,7 @@ impl ImageStore {
         tag: Option<TaggedName>,
         mut staging: Staging,
     ) -> Result<Vec<ImportedImage>> {
-        let mut candidates = self.select(layout)?;
+        let mut candidates = self.select(layout, tag.is_none())?;
         if let Some(tag) = tag {
             let distinct: HashSet<&Digest> = candidates.iter().map(|c| &c.digest).collect();
             if distinct.len() > 1 {
@@ -270,7 +271,7 @@ impl ImageStore {
 
     /// The manifests to import: one per top-level entry of `index.json`, following nested
     /// indexes to this host's platform.
-    fn select(&self, layout: &Layout) -> Result<Vec<Candidate>> {
+    fn select(&self, layout: &Layout, use_names: bool) -> Result<Vec<Candidate>> {
         let not_layout = |reason: &str| ImageError::NotALayout {
             path: layout.shown.clone(),
             reason: reason.to_owned(),
@@ -334,6 +335,8 @@ impl ImageStore {
                     .get(CONTAINERD_NAME)
                     .or_else(|| annotations.get(REF_NAME))
                 {
+                    // With --tag the annotation is not used, so a bad one does not matter.
+                    Some(_) if !use_names => None,
                     Some(n) => Some(Reference::parse_tagged(n).map_err(|source| {
                         ImageError::BadRefName {
                             path: layout.shown.clone(),
@@ -643,10 +646,13 @@ impl ImageStore {
         dest: &Path,
         diff_id: &Digest,
     ) -> Result<u64> {
-        fs::create_dir(dest).map_err(|source| ImageError::Write {
-            path: dest.to_owned(),
-            source,
-        })?;
+        // 0755 whatever the umask; the layer's `./` entry, if any, sets its own mode.
+        fs::create_dir(dest)
+            .and_then(|()| fs::set_permissions(dest, fs::Permissions::from_mode(0o755)))
+            .map_err(|source| ImageError::Write {
+                path: dest.to_owned(),
+                source,
+            })?;
         let stream = self.layer_stream(blob, shown)?;
         let (stats, stream) =
             unpack::unpack(stream, dest, self.limits.max_layer_entries).map_err(|source| {

@@ -628,8 +628,14 @@ impl ImageStore {
         let mut removal = index::update(&self.index_path(), &self.index_lock(), |entries| {
             let (name, digest) = Self::find(entries, reference)?;
             let names_of_image = entries.iter().filter(|e| e.manifest == digest).count();
-            let by_tag =
-                matches!(Reference::parse(reference)?, Reference::Tagged { .. }) && name.is_some();
+            // Named by one of its tags (not by digest or digest prefix)?
+            let by_tag = match Reference::parse(reference)? {
+                Reference::Tagged { name, tag, .. } => {
+                    let wanted = TaggedName { name, tag };
+                    entries.iter().any(|e| e.name.as_ref() == Some(&wanted))
+                }
+                _ => false,
+            };
             if by_tag && names_of_image > 1 {
                 let name = name.expect("by_tag implies a name");
                 entries.retain(|e| e.name.as_ref() != Some(&name));

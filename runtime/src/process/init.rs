@@ -67,7 +67,10 @@ impl StatusMessage {
             (b'E', rest) => {
                 let text = String::from_utf8_lossy(rest);
                 let (code, message) = text.split_once('\t')?;
-                Some(StatusMessage::Failed { code: code.parse().ok()?, message: message.to_string() })
+                Some(StatusMessage::Failed {
+                    code: code.parse().ok()?,
+                    message: message.to_string(),
+                })
             }
             _ => None,
         }
@@ -149,16 +152,20 @@ pub fn run(syscall: &dyn Syscall, ctx: InitContext<'_>) -> ! {
         // SAFETY: _exit is async-signal-safe and ends this forked child at once.
         Err(_) => unsafe { libc::_exit(125) },
     };
-    let err = match setup_and_exec(syscall, ctx) {
-        Err(err) => err,
+    let Err(err) = setup_and_exec(syscall, ctx);
+    let message = StatusMessage::Failed {
+        code: err.exit_code(),
+        message: err.message(),
     };
-    let message = StatusMessage::Failed { code: err.exit_code(), message: err.message() };
     write_all(&status, &message.encode());
     // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the shim.
     unsafe { libc::_exit(err.exit_code()) }
 }
 
-fn setup_and_exec(syscall: &dyn Syscall, ctx: InitContext<'_>) -> Result<std::convert::Infallible, InitError> {
+fn setup_and_exec(
+    syscall: &dyn Syscall,
+    ctx: InitContext<'_>,
+) -> Result<std::convert::Infallible, InitError> {
     let config = ctx.config;
     // Signals the shim blocked for its signalfd must not stay blocked in the container.
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
@@ -176,7 +183,13 @@ fn setup_and_exec(syscall: &dyn Syscall, ctx: InitContext<'_>) -> Result<std::co
     loop {
         match nix::unistd::read(&ctx.go, &mut byte) {
             Ok(1) => break,
-            Ok(_) => return Err(InitError::Sync(SyscallError::new("read", "go pipe", Errno::EPIPE))),
+            Ok(_) => {
+                return Err(InitError::Sync(SyscallError::new(
+                    "read",
+                    "go pipe",
+                    Errno::EPIPE,
+                )));
+            }
             Err(Errno::EINTR) => {}
             Err(e) => return Err(InitError::Sync(SyscallError::new("read", "go pipe", e))),
         }
@@ -187,23 +200,38 @@ fn setup_and_exec(syscall: &dyn Syscall, ctx: InitContext<'_>) -> Result<std::co
     let _ = nix::unistd::setsid();
 
     for (fd, flags) in &ctx.joins {
-        syscall.setns(fd.as_fd(), *flags).map_err(InitError::Namespace)?;
+        syscall
+            .setns(fd.as_fd(), *flags)
+            .map_err(InitError::Namespace)?;
     }
     drop(ctx.joins);
-    syscall.unshare(unshare_flags(config)).map_err(InitError::Namespace)?;
+    syscall
+        .unshare(unshare_flags(config))
+        .map_err(InitError::Namespace)?;
     if config.namespaces.network == NamespaceMode::New {
         syscall.set_loopback_up().map_err(InitError::Namespace)?;
     }
     let hostname = config.effective_hostname();
     if config.namespaces.uts == NamespaceMode::New {
-        syscall.sethostname(&hostname).map_err(InitError::Hostname)?;
+        syscall
+            .sethostname(&hostname)
+            .map_err(InitError::Hostname)?;
     }
     for limit in &config.process.rlimits {
-        let resource = parse_rlimit(&limit.kind)
-            .ok_or_else(|| InitError::Rlimit { name: limit.kind.clone(), source: None })?;
+        let resource = parse_rlimit(&limit.kind).ok_or_else(|| InitError::Rlimit {
+            name: limit.kind.clone(),
+            source: None,
+        })?;
         syscall
-            .setrlimit(RlimitValue { resource, soft: limit.soft, hard: limit.hard })
-            .map_err(|e| InitError::Rlimit { name: limit.kind.clone(), source: Some(e) })?;
+            .setrlimit(RlimitValue {
+                resource,
+                soft: limit.soft,
+                hard: limit.hard,
+            })
+            .map_err(|e| InitError::Rlimit {
+                name: limit.kind.clone(),
+                source: Some(e),
+            })?;
     }
 
     let plan = RootfsPlan {
@@ -226,25 +254,58 @@ fn setup_and_exec(syscall: &dyn Syscall, ctx: InitContext<'_>) -> Result<std::co
     // From here on every path is inside the container.
     let user = &config.process.user;
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let env = complete_env(&config.process.env, &hostname, home_of(&passwd, user.uid), user.uid);
-    let command = config.process.args.first().map(String::as_str).unwrap_or_default();
+    let env = complete_env(
+        &config.process.env,
+        &hostname,
+        home_of(&passwd, user.uid),
+        user.uid,
+    );
+    let command = config
+        .process
+        .args
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
     let executable = find_executable(Path::new("/"), command, &env)?;
 
     let cwd = &config.process.cwd;
-    let cwd_err = |source| InitError::Cwd { path: cwd.clone(), source };
+    let cwd_err = |source| InitError::Cwd {
+        path: cwd.clone(),
+        source,
+    };
     if !cwd.exists() {
         syscall.mkdir_all(cwd, 0o755).map_err(cwd_err)?;
     }
     let caps = super::parse_capabilities(&config.process.capabilities)?;
+    let filter = config
+        .process
+        .seccomp
+        .then(super::seccomp::default_filter)
+        .flatten();
+    let nnp = config.process.no_new_privileges;
+    if let (Some(filter), false) = (&filter, nnp) {
+        // Without no_new_privs only CAP_SYS_ADMIN may install a filter: before the caps go.
+        syscall.set_seccomp(filter).map_err(InitError::Seccomp)?;
+    }
     apply_identity(syscall, user, &CapabilityPlan::new(caps))?;
     syscall.chdir(cwd).map_err(cwd_err)?;
-    if config.process.no_new_privileges {
-        syscall.set_no_new_privs().map_err(InitError::Capabilities)?;
+    if nnp {
+        syscall
+            .set_no_new_privs()
+            .map_err(InitError::Capabilities)?;
+        if let Some(filter) = &filter {
+            syscall.set_seccomp(filter).map_err(InitError::Seccomp)?;
+        }
     }
 
     let to_c = |s: &[u8]| CString::new(s).unwrap_or_default();
     let path = to_c(executable.as_os_str().as_bytes());
-    let args: Vec<CString> = config.process.args.iter().map(|a| to_c(a.as_bytes())).collect();
+    let args: Vec<CString> = config
+        .process
+        .args
+        .iter()
+        .map(|a| to_c(a.as_bytes()))
+        .collect();
     let envp: Vec<CString> = env.iter().map(|e| to_c(e.as_bytes())).collect();
 
     write_all(&ctx.status, &StatusMessage::Ready.encode());
@@ -257,11 +318,21 @@ fn setup_and_exec(syscall: &dyn Syscall, ctx: InitContext<'_>) -> Result<std::co
     unsafe { libc::umask(0o022) };
     // No fd of berth's may reach the user's process: mark everything above stderr CLOEXEC.
     // SAFETY: close_range with CLOEXEC only sets flags on this process's descriptors.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     Errno::result(rc).map_err(|e| InitError::Sync(SyscallError::new("close_range", 3, e)))?;
 
     let errno = nix::unistd::execve(&path, &args, &envp).unwrap_err();
-    Err(InitError::Exec { command: command.to_string(), errno })
+    Err(InitError::Exec {
+        command: command.to_string(),
+        errno,
+    })
 }
 
 /// Block until `start` writes a byte into the fifo. A fifo with no writer yet does not poll
@@ -306,7 +377,10 @@ mod tests {
         for msg in [
             StatusMessage::Ready,
             StatusMessage::Started,
-            StatusMessage::Failed { code: 127, message: "exec \"x\":\tnot found".into() },
+            StatusMessage::Failed {
+                code: 127,
+                message: "exec \"x\":\tnot found".into(),
+            },
         ] {
             assert_eq!(StatusMessage::decode(&msg.encode()), Some(msg));
         }
@@ -315,14 +389,24 @@ mod tests {
         assert_eq!(StatusMessage::decode(b"RR"), None);
         assert_eq!(
             StatusMessage::decode_all(b"SE127\tno"),
-            [StatusMessage::Started, StatusMessage::Failed { code: 127, message: "no".into() }]
+            [
+                StatusMessage::Started,
+                StatusMessage::Failed {
+                    code: 127,
+                    message: "no".into()
+                }
+            ]
         );
-        assert_eq!(StatusMessage::decode_all(b"RS"), [StatusMessage::Ready, StatusMessage::Started]);
+        assert_eq!(
+            StatusMessage::decode_all(b"RS"),
+            [StatusMessage::Ready, StatusMessage::Started]
+        );
     }
 
     #[test]
     fn unshare_flags_follow_the_namespace_modes() {
-        let mut config = ContainerConfig::new("c".parse().unwrap(), vec!["/l".into()], vec!["sh".into()]);
+        let mut config =
+            ContainerConfig::new("c".parse().unwrap(), vec!["/l".into()], vec!["sh".into()]);
         let all = CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC
@@ -331,7 +415,10 @@ mod tests {
         assert_eq!(unshare_flags(&config), all);
         config.namespaces.network = NamespaceMode::Host;
         config.namespaces.ipc = NamespaceMode::Join("/proc/1/ns/ipc".into());
-        assert_eq!(unshare_flags(&config), all - CloneFlags::CLONE_NEWNET - CloneFlags::CLONE_NEWIPC);
+        assert_eq!(
+            unshare_flags(&config),
+            all - CloneFlags::CLONE_NEWNET - CloneFlags::CLONE_NEWIPC
+        );
         assert_eq!(parse_rlimit("RLIMIT_NOFILE"), Some(Resource::RLIMIT_NOFILE));
         assert_eq!(parse_rlimit("RLIMIT_BOGUS"), None);
     }

@@ -13,6 +13,7 @@
 //! is a subreaper and reaps them.
 
 pub mod init;
+pub mod seccomp;
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,8 @@ pub enum InitError {
     },
     #[error("capabilities")]
     Capabilities(#[source] SyscallError),
+    #[error("seccomp filter")]
+    Seccomp(#[source] SyscallError),
     #[error("exec: {command:?}: executable file not found in $PATH")]
     NotFound { command: String },
     #[error("exec {command:?}: {}", std::io::Error::from(*.errno))]
@@ -77,6 +80,7 @@ impl InitError {
             | InitError::Namespace(e)
             | InitError::Hostname(e)
             | InitError::Capabilities(e)
+            | InitError::Seccomp(e)
             | InitError::Start(e)
             | InitError::Cwd { source: e, .. }
             | InitError::User { source: e, .. } => Some(e.errno),
@@ -119,7 +123,9 @@ pub fn parse_capabilities(names: &[String]) -> Result<CapsHashSet, InitError> {
         .iter()
         .map(|name| {
             let canonical = caps::to_canonical(name);
-            canonical.parse::<Capability>().map_err(|_| InitError::UnknownCapability(name.clone()))
+            canonical
+                .parse::<Capability>()
+                .map_err(|_| InitError::UnknownCapability(name.clone()))
         })
         .collect()
 }
@@ -143,10 +149,15 @@ pub struct CapabilityPlan {
 
 impl CapabilityPlan {
     pub fn new(keep: CapsHashSet) -> Self {
-        let mut drop_bounding: Vec<Capability> =
-            caps::all().into_iter().filter(|c| !keep.contains(c)).collect();
+        let mut drop_bounding: Vec<Capability> = caps::all()
+            .into_iter()
+            .filter(|c| !keep.contains(c))
+            .collect();
         drop_bounding.sort_by_key(|c| c.index());
-        Self { drop_bounding, keep }
+        Self {
+            drop_bounding,
+            keep,
+        }
     }
 
     /// The mask CapEff shows in /proc/<pid>/status for uid 0.
@@ -157,7 +168,11 @@ impl CapabilityPlan {
 
 /// Switch to the container's identity and capabilities: bounding set first (needs
 /// CAP_SETPCAP), keep permitted caps across setresuid, then set the sets.
-pub fn apply_identity(syscall: &dyn Syscall, user: &User, plan: &CapabilityPlan) -> Result<(), InitError> {
+pub fn apply_identity(
+    syscall: &dyn Syscall,
+    user: &User,
+    plan: &CapabilityPlan,
+) -> Result<(), InitError> {
     let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<u8>().ok());
@@ -165,20 +180,42 @@ pub fn apply_identity(syscall: &dyn Syscall, user: &User, plan: &CapabilityPlan)
         if last_cap.is_some_and(|last| cap.index() > last) {
             continue; // unknown to this kernel: nothing to drop
         }
-        syscall.drop_bounding(*cap).map_err(InitError::Capabilities)?;
+        syscall
+            .drop_bounding(*cap)
+            .map_err(InitError::Capabilities)?;
     }
-    syscall.set_keep_caps(true).map_err(InitError::Capabilities)?;
-    let groups: Vec<Gid> = user.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    syscall
+        .set_keep_caps(true)
+        .map_err(InitError::Capabilities)?;
+    let groups: Vec<Gid> = user
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     syscall
         .set_ids(Uid::from_raw(user.uid), Gid::from_raw(user.gid), &groups)
-        .map_err(|source| InitError::User { uid: user.uid, gid: user.gid, source })?;
-    syscall.set_keep_caps(false).map_err(InitError::Capabilities)?;
+        .map_err(|source| InitError::User {
+            uid: user.uid,
+            gid: user.gid,
+            source,
+        })?;
+    syscall
+        .set_keep_caps(false)
+        .map_err(InitError::Capabilities)?;
     let none = CapsHashSet::new();
-    syscall.set_capabilities(CapSet::Ambient, &none).map_err(InitError::Capabilities)?;
-    syscall.set_capabilities(CapSet::Inheritable, &none).map_err(InitError::Capabilities)?;
+    syscall
+        .set_capabilities(CapSet::Ambient, &none)
+        .map_err(InitError::Capabilities)?;
+    syscall
+        .set_capabilities(CapSet::Inheritable, &none)
+        .map_err(InitError::Capabilities)?;
     // Effective first: permitted may only shrink to a superset of the effective set.
-    syscall.set_capabilities(CapSet::Effective, &plan.keep).map_err(InitError::Capabilities)?;
-    syscall.set_capabilities(CapSet::Permitted, &plan.keep).map_err(InitError::Capabilities)
+    syscall
+        .set_capabilities(CapSet::Effective, &plan.keep)
+        .map_err(InitError::Capabilities)?;
+    syscall
+        .set_capabilities(CapSet::Permitted, &plan.keep)
+        .map_err(InitError::Capabilities)
 }
 
 /// The home directory of `uid` in an /etc/passwd text.
@@ -192,7 +229,10 @@ pub fn home_of(passwd: &str, uid: u32) -> Option<String> {
 /// Add what docker adds when missing: PATH, HOSTNAME, HOME (from /etc/passwd, else `/`…
 /// docker uses `/root` for root and `/` otherwise).
 pub fn complete_env(env: &[String], hostname: &str, home: Option<String>, uid: u32) -> Vec<String> {
-    let has = |key: &str| env.iter().any(|e| e.split_once('=').is_some_and(|(k, _)| k == key));
+    let has = |key: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').is_some_and(|(k, _)| k == key))
+    };
     let mut out = Vec::with_capacity(env.len() + 3);
     if !has("PATH") {
         out.push(format!("PATH={DEFAULT_PATH}"));
@@ -217,22 +257,25 @@ pub fn find_executable(root: &Path, command: &str, env: &[String]) -> Result<Pat
         let host = root.join(p.strip_prefix("/").unwrap_or(p));
         let meta = std::fs::metadata(&host)
             .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)))?;
-        if meta.is_dir() {
-            Err(Errno::EACCES)
-        } else if meta.permissions().mode() & 0o111 == 0 {
+        if meta.is_dir() || meta.permissions().mode() & 0o111 == 0 {
             Err(Errno::EACCES)
         } else {
             Ok(())
         }
     };
     if command.is_empty() {
-        return Err(InitError::NotFound { command: command.into() });
+        return Err(InitError::NotFound {
+            command: command.into(),
+        });
     }
     if command.contains('/') {
         let path = PathBuf::from(command);
         return match check(&path) {
             Ok(()) => Ok(path),
-            Err(errno) => Err(InitError::Exec { command: command.into(), errno }),
+            Err(errno) => Err(InitError::Exec {
+                command: command.into(),
+                errno,
+            }),
         };
     }
     let path_var = env
@@ -249,8 +292,13 @@ pub fn find_executable(root: &Path, command: &str, env: &[String]) -> Result<Pat
         }
     }
     match denied {
-        Some(_) => Err(InitError::Exec { command: command.into(), errno: Errno::EACCES }),
-        None => Err(InitError::NotFound { command: command.into() }),
+        Some(_) => Err(InitError::Exec {
+            command: command.into(),
+            errno: Errno::EACCES,
+        }),
+        None => Err(InitError::NotFound {
+            command: command.into(),
+        }),
     }
 }
 
@@ -268,7 +316,11 @@ mod tests {
         assert!(plan.drop_bounding.contains(&Capability::CAP_SYS_ADMIN));
         assert!(!plan.drop_bounding.contains(&Capability::CAP_CHOWN));
         assert_eq!(plan.drop_bounding.len() + 14, caps::all().len());
-        assert!(parse_capabilities(&["net_admin".into()]).unwrap().contains(&Capability::CAP_NET_ADMIN));
+        assert!(
+            parse_capabilities(&["net_admin".into()])
+                .unwrap()
+                .contains(&Capability::CAP_NET_ADMIN)
+        );
         assert!(matches!(
             parse_capabilities(&["CAP_NOPE".into()]),
             Err(InitError::UnknownCapability(n)) if n == "CAP_NOPE"
@@ -280,21 +332,44 @@ mod tests {
         let syscall = RecordingSyscall::new();
         let keep = parse_capabilities(&["CAP_KILL".into()]).unwrap();
         let plan = CapabilityPlan::new(keep);
-        let user = User { uid: 1000, gid: 100, additional_gids: vec![5] };
+        let user = User {
+            uid: 1000,
+            gid: 100,
+            additional_gids: vec![5],
+        };
         apply_identity(&syscall, &user, &plan).unwrap();
         let calls = syscall.calls();
-        let first_non_drop = calls.iter().position(|c| !matches!(c, Call::DropBounding(_))).unwrap();
+        let first_non_drop = calls
+            .iter()
+            .position(|c| !matches!(c, Call::DropBounding(_)))
+            .unwrap();
         assert!(first_non_drop > 0);
         assert_eq!(
             calls[first_non_drop..],
             [
                 Call::KeepCaps(true),
-                Call::SetIds { uid: Uid::from_raw(1000), gid: Gid::from_raw(100), groups: vec![Gid::from_raw(5)] },
+                Call::SetIds {
+                    uid: Uid::from_raw(1000),
+                    gid: Gid::from_raw(100),
+                    groups: vec![Gid::from_raw(5)]
+                },
                 Call::KeepCaps(false),
-                Call::SetCapabilities { set: "ambient", caps: vec![] },
-                Call::SetCapabilities { set: "inheritable", caps: vec![] },
-                Call::SetCapabilities { set: "effective", caps: vec![Capability::CAP_KILL] },
-                Call::SetCapabilities { set: "permitted", caps: vec![Capability::CAP_KILL] },
+                Call::SetCapabilities {
+                    set: "ambient",
+                    caps: vec![]
+                },
+                Call::SetCapabilities {
+                    set: "inheritable",
+                    caps: vec![]
+                },
+                Call::SetCapabilities {
+                    set: "effective",
+                    caps: vec![Capability::CAP_KILL]
+                },
+                Call::SetCapabilities {
+                    set: "permitted",
+                    caps: vec![Capability::CAP_KILL]
+                },
             ]
         );
     }
@@ -305,7 +380,15 @@ mod tests {
         assert_eq!(home_of(passwd, 33).as_deref(), Some("/var/www"));
         assert_eq!(home_of(passwd, 7), None);
         let env = complete_env(&["A=1".into()], "h", home_of(passwd, 0), 0);
-        assert_eq!(env, [format!("PATH={DEFAULT_PATH}"), "HOSTNAME=h".into(), "A=1".into(), "HOME=/root".into()]);
+        assert_eq!(
+            env,
+            [
+                format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=h".into(),
+                "A=1".into(),
+                "HOME=/root".into()
+            ]
+        );
         let env = complete_env(&["PATH=/x".into(), "HOME=/h".into()], "h", None, 1000);
         assert_eq!(env, ["HOSTNAME=h", "PATH=/x", "HOME=/h"]);
         assert_eq!(complete_env(&[], "h", None, 1000).last().unwrap(), "HOME=/");
@@ -318,21 +401,45 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::write(root.join("bin/tool"), "").unwrap();
-        std::fs::set_permissions(root.join("bin/tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            root.join("bin/tool"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         std::fs::write(root.join("bin/data"), "").unwrap();
         let env = vec!["PATH=/usr/bin:/bin".to_string()];
 
-        assert_eq!(find_executable(root, "tool", &env).unwrap(), Path::new("/bin/tool"));
-        assert_eq!(find_executable(root, "/bin/tool", &env).unwrap(), Path::new("/bin/tool"));
+        assert_eq!(
+            find_executable(root, "tool", &env).unwrap(),
+            Path::new("/bin/tool")
+        );
+        assert_eq!(
+            find_executable(root, "/bin/tool", &env).unwrap(),
+            Path::new("/bin/tool")
+        );
 
         let missing = find_executable(root, "nope", &env).unwrap_err();
         assert_eq!(missing.exit_code(), 127);
-        assert_eq!(missing.message(), r#"exec: "nope": executable file not found in $PATH"#);
+        assert_eq!(
+            missing.message(),
+            r#"exec: "nope": executable file not found in $PATH"#
+        );
         let missing_abs = find_executable(root, "/bin/nope", &env).unwrap_err();
         assert_eq!(missing_abs.exit_code(), 127);
-        assert_eq!(missing_abs.message(), r#"exec "/bin/nope": No such file or directory (os error 2)"#);
-        assert_eq!(find_executable(root, "/bin/data", &env).unwrap_err().exit_code(), 126);
-        assert_eq!(find_executable(root, "/bin", &env).unwrap_err().exit_code(), 126);
+        assert_eq!(
+            missing_abs.message(),
+            r#"exec "/bin/nope": No such file or directory (os error 2)"#
+        );
+        assert_eq!(
+            find_executable(root, "/bin/data", &env)
+                .unwrap_err()
+                .exit_code(),
+            126
+        );
+        assert_eq!(
+            find_executable(root, "/bin", &env).unwrap_err().exit_code(),
+            126
+        );
         let other = InitError::Namespace(SyscallError::new("unshare", "x", Errno::EINVAL));
         assert_eq!(other.exit_code(), 125);
     }

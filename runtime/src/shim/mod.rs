@@ -66,10 +66,15 @@ impl SyncMessage {
     pub fn decode(line: &str) -> Option<Self> {
         let line = line.trim_end_matches('\n');
         if let Some(pid) = line.strip_prefix('C') {
-            return Some(SyncMessage::Created { init_pid: pid.parse().ok()? });
+            return Some(SyncMessage::Created {
+                init_pid: pid.parse().ok()?,
+            });
         }
         let (code, message) = line.strip_prefix('E')?.split_once('\t')?;
-        Some(SyncMessage::Failed { code: code.parse().ok()?, message: message.to_string() })
+        Some(SyncMessage::Failed {
+            code: code.parse().ok()?,
+            message: message.to_string(),
+        })
     }
 }
 
@@ -80,7 +85,10 @@ pub fn run_if_shim() {
     if args.nth(1).as_deref() != Some(std::ffi::OsStr::new(SHIM_MARKER)) {
         return;
     }
-    let code = match args.next().map(|a| serde_json::from_slice::<ShimArgs>(a.as_encoded_bytes())) {
+    let code = match args
+        .next()
+        .map(|a| serde_json::from_slice::<ShimArgs>(a.as_encoded_bytes()))
+    {
         Some(Ok(shim_args)) => supervise::run(shim_args),
         _ => {
             eprintln!("berth shim: invalid arguments");
@@ -98,12 +106,24 @@ mod tests {
     fn sync_messages_round_trip() {
         for msg in [
             SyncMessage::Created { init_pid: 4242 },
-            SyncMessage::Failed { code: 127, message: "exec: \"x\": not found".into() },
+            SyncMessage::Failed {
+                code: 127,
+                message: "exec: \"x\": not found".into(),
+            },
         ] {
             assert_eq!(SyncMessage::decode(&msg.encode()), Some(msg));
         }
-        let multi = SyncMessage::Failed { code: 1, message: "a\nb".into() };
-        assert_eq!(SyncMessage::decode(&multi.encode()), Some(SyncMessage::Failed { code: 1, message: "a b".into() }));
+        let multi = SyncMessage::Failed {
+            code: 1,
+            message: "a\nb".into(),
+        };
+        assert_eq!(
+            SyncMessage::decode(&multi.encode()),
+            Some(SyncMessage::Failed {
+                code: 1,
+                message: "a b".into()
+            })
+        );
         assert_eq!(SyncMessage::decode("X1"), None);
         assert_eq!(SyncMessage::decode("Cabc"), None);
     }

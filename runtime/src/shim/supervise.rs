@@ -74,11 +74,21 @@ impl ShimError {
 }
 
 /// Signals the shim proxies to the container's init.
-const FORWARDED: [Signal; 6] =
-    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
 
 fn kernel<'i>(id: &'i str, what: &'static str) -> impl Fn(SyscallError) -> ShimError + 'i {
-    move |source| ShimError::Kernel { id: id.to_string(), what, source }
+    move |source| ShimError::Kernel {
+        id: id.to_string(),
+        what,
+        source,
+    }
 }
 
 fn errno<'t>(call: &'static str, target: &'t str) -> impl Fn(Errno) -> SyscallError + 't {
@@ -102,7 +112,10 @@ pub(super) fn run(args: ShimArgs) -> i32 {
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
     // SAFETY: the runtime placed our end of the sync pipe at SYNC_FD for this process alone.
     let sync = unsafe { OwnedFd::from_raw_fd(super::SYNC_FD) };
-    let _ = nix::fcntl::fcntl(&sync, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let _ = nix::fcntl::fcntl(
+        &sync,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
 
     if args.detach {
         // SAFETY: the shim is single-threaded; the parent only calls _exit.
@@ -113,7 +126,13 @@ pub(super) fn run(args: ShimArgs) -> i32 {
             }
             Ok(ForkResult::Child) => {}
             Err(e) => {
-                report(&sync, &SyncMessage::Failed { code: 125, message: format!("fork shim: {e}") });
+                report(
+                    &sync,
+                    &SyncMessage::Failed {
+                        code: 125,
+                        message: format!("fork shim: {e}"),
+                    },
+                );
                 return 125;
             }
         }
@@ -166,12 +185,23 @@ impl<'a> Shim<'a> {
         let mut cgroups = None;
         match Self::try_start(syscall, args, &mut cgroups) {
             Ok(shim) => {
-                report(&sync, &SyncMessage::Created { init_pid: shim.init.as_raw() });
+                report(
+                    &sync,
+                    &SyncMessage::Created {
+                        init_pid: shim.init.as_raw(),
+                    },
+                );
                 Ok(shim)
             }
             Err(err) => {
                 let code = err.exit_code();
-                report(&sync, &SyncMessage::Failed { code, message: err.message() });
+                report(
+                    &sync,
+                    &SyncMessage::Failed {
+                        code,
+                        message: err.message(),
+                    },
+                );
                 if let Some(cgroups) = cgroups {
                     let _ = cgroups.delete(&args.cgroup_path);
                 }
@@ -188,12 +218,20 @@ impl<'a> Shim<'a> {
         let config_path = args.container_dir.join("config.json");
         let config: ContainerConfig = std::fs::read(&config_path)
             .and_then(|bytes| serde_json::from_slice(&bytes).map_err(std::io::Error::other))
-            .map_err(|source| ShimError::Config { path: config_path, source })?;
+            .map_err(|source| ShimError::Config {
+                path: config_path,
+                source,
+            })?;
         let id = config.id.to_string();
 
-        let cgroup_err = |source| ShimError::Cgroup { id: id.clone(), source };
+        let cgroup_err = |source| ShimError::Cgroup {
+            id: id.clone(),
+            source,
+        };
         let cgroups = cgroup::detect(&args.cgroup_root, &args.mountinfo).map_err(cgroup_err)?;
-        cgroups.create(&args.cgroup_path, &config.resources).map_err(cgroup_err)?;
+        cgroups
+            .create(&args.cgroup_path, &config.resources)
+            .map_err(cgroup_err)?;
         let cgroup_version = cgroups.version();
         let cgroup_dirs = cgroups.hierarchy_dirs(&args.cgroup_path);
         *cgroups_out = Some(cgroups);
@@ -201,10 +239,25 @@ impl<'a> Shim<'a> {
         let log_path = args.container_dir.join("container.log");
         let log = CriLogWriter::open(log_path, config.log).map_err(ShimError::Log)?;
 
-        let pipe = |what| nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno("pipe2", what)).map_err(kernel(&id, "pipes"));
-        let pipes = Pipes { go: pipe("go")?, status: pipe("status")?, stdout: pipe("stdout")?, stderr: pipe("stderr")? };
+        let pipe = |what| {
+            nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                .map_err(errno("pipe2", what))
+                .map_err(kernel(&id, "pipes"))
+        };
+        let pipes = Pipes {
+            go: pipe("go")?,
+            status: pipe("status")?,
+            stdout: pipe("stdout")?,
+            stderr: pipe("stderr")?,
+        };
         let stdin: OwnedFd = File::open("/dev/null")
-            .map_err(|e| SyscallError::new("open", "/dev/null", Errno::from_raw(e.raw_os_error().unwrap_or(0))))
+            .map_err(|e| {
+                SyscallError::new(
+                    "open",
+                    "/dev/null",
+                    Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                )
+            })
             .map_err(kernel(&id, "stdin"))?
             .into();
 
@@ -213,16 +266,24 @@ impl<'a> Shim<'a> {
         nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
             .map_err(|e| SyscallError::path("mkfifo", &fifo, e))
             .map_err(kernel(&id, "start fifo"))?;
-        let start_fifo = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| SyscallError::path("open", &fifo, e))
-            .map_err(kernel(&id, "start fifo"))?;
+        let start_fifo = nix::fcntl::open(
+            &fifo,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SyscallError::path("open", &fifo, e))
+        .map_err(kernel(&id, "start fifo"))?;
 
         let joins = open_joins(&config).map_err(kernel(&id, "namespaces"))?;
         match &config.namespaces.pid {
-            NamespaceMode::New => syscall.unshare(CloneFlags::CLONE_NEWPID).map_err(kernel(&id, "pid namespace"))?,
+            NamespaceMode::New => syscall
+                .unshare(CloneFlags::CLONE_NEWPID)
+                .map_err(kernel(&id, "pid namespace"))?,
             NamespaceMode::Join(path) => {
                 let fd = open_ns(path).map_err(kernel(&id, "pid namespace"))?;
-                syscall.setns(fd.as_fd(), CloneFlags::CLONE_NEWPID).map_err(kernel(&id, "pid namespace"))?;
+                syscall
+                    .setns(fd.as_fd(), CloneFlags::CLONE_NEWPID)
+                    .map_err(kernel(&id, "pid namespace"))?;
             }
             NamespaceMode::Host => {}
         }
@@ -238,10 +299,18 @@ impl<'a> Shim<'a> {
             .map_err(kernel(&id, "signals"))?;
 
         // SAFETY: the shim is single-threaded, so the child may run ordinary code after fork.
-        let fork = unsafe { nix::unistd::fork() }.map_err(errno("fork", "init")).map_err(kernel(&id, "fork"))?;
+        let fork = unsafe { nix::unistd::fork() }
+            .map_err(errno("fork", "init"))
+            .map_err(kernel(&id, "fork"))?;
         let init = match fork {
             ForkResult::Child => {
-                drop((pipes.go.1, pipes.status.0, pipes.stdout.0, pipes.stderr.0, signals));
+                drop((
+                    pipes.go.1,
+                    pipes.status.0,
+                    pipes.stdout.0,
+                    pipes.stderr.0,
+                    signals,
+                ));
                 let ctx = InitContext {
                     config: &config,
                     rootfs: args.container_dir.join("rootfs"),
@@ -261,7 +330,15 @@ impl<'a> Shim<'a> {
             }
             ForkResult::Parent { child } => child,
         };
-        drop((pipes.go.0, pipes.status.1, pipes.stdout.1, pipes.stderr.1, start_fifo, stdin, joins));
+        drop((
+            pipes.go.0,
+            pipes.status.1,
+            pipes.stdout.1,
+            pipes.stderr.1,
+            start_fifo,
+            stdin,
+            joins,
+        ));
 
         let cgroups = cgroups_out.as_ref().expect("set above");
         let placed = cgroups.add_process(&args.cgroup_path, init);
@@ -276,9 +353,16 @@ impl<'a> Shim<'a> {
         let first = read_messages(&pipes.status.0).into_iter().next();
         let failure = match (go, first) {
             (_, Some(StatusMessage::Ready)) => None,
-            (_, Some(StatusMessage::Failed { code, message })) => Some(ShimError::Init { code, message }),
-            (Err(e), _) => Some(kernel(&id, "init")(SyscallError::new("write", "go pipe", e))),
-            (_, _) => Some(ShimError::Init { code: 125, message: "container init exited during setup".into() }),
+            (_, Some(StatusMessage::Failed { code, message })) => {
+                Some(ShimError::Init { code, message })
+            }
+            (Err(e), _) => Some(kernel(&id, "init")(SyscallError::new(
+                "write", "go pipe", e,
+            ))),
+            (_, _) => Some(ShimError::Init {
+                code: 125,
+                message: "container init exited during setup".into(),
+            }),
         };
         if let Some(err) = failure {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
@@ -313,11 +397,19 @@ impl<'a> Shim<'a> {
         let mut exit: Option<WaitStatus> = None;
         let mut buf = [0u8; 8192];
         loop {
-            if exit.is_some() && self.stdout.is_none() && self.stderr.is_none() && self.status.is_none() {
+            if exit.is_some()
+                && self.stdout.is_none()
+                && self.stderr.is_none()
+                && self.status.is_none()
+            {
                 break;
             }
             // Once the init is gone, whatever still holds the pipes gets a short grace.
-            let timeout = if exit.is_some() { PollTimeout::from(2000u16) } else { PollTimeout::NONE };
+            let timeout = if exit.is_some() {
+                PollTimeout::from(2000u16)
+            } else {
+                PollTimeout::NONE
+            };
             let sources: [Option<BorrowedFd<'_>>; 5] = [
                 self.status.as_ref().map(|f| f.as_fd()),
                 self.stdout.as_ref().map(|f| f.as_fd()),
@@ -357,9 +449,15 @@ impl<'a> Shim<'a> {
                     3 => {
                         exit = waitpid(self.init, None).ok();
                         self.pidfd = None;
-                        // Anything left in the cgroup dies with the init (pid-ns teardown does
-                        // the same for a private pid namespace).
-                        if let Err(err) = self.cgroups.signal_all(&self.args.cgroup_path, Signal::SIGKILL) {
+                        // Anything left in the cgroup dies with the init. With a private pid
+                        // namespace the kernel has already killed the rest: skip the freeze.
+                        let path = &self.args.cgroup_path;
+                        let left = self
+                            .cgroups
+                            .pids(path)
+                            .map(|p| !p.is_empty())
+                            .unwrap_or(true);
+                        if left && let Err(err) = self.cgroups.signal_all(path, Signal::SIGKILL) {
                             eprintln!("berth shim: kill leftovers: {err}");
                         }
                     }
@@ -381,7 +479,9 @@ impl<'a> Shim<'a> {
             match message {
                 StatusMessage::Ready => {}
                 StatusMessage::Started => self.mark_running(),
-                StatusMessage::Failed { code, message } => self.start_failure = Some((code, message)),
+                StatusMessage::Failed { code, message } => {
+                    self.start_failure = Some((code, message))
+                }
             }
         }
     }
@@ -414,7 +514,9 @@ impl<'a> Shim<'a> {
 
     fn on_signal(&mut self) {
         while let Ok(Some(info)) = self.signals.read_signal() {
-            let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else { continue };
+            let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
             if let Some(pidfd) = &self.pidfd {
                 let _ = self.syscall.pidfd_send_signal(pidfd.as_fd(), signal);
             }
@@ -423,7 +525,9 @@ impl<'a> Shim<'a> {
 
     fn mark_running(&mut self) {
         if self.state.status == crate::container::state::Status::Created {
-            let _ = self.state.transition(crate::container::state::Status::Running);
+            let _ = self
+                .state
+                .transition(crate::container::state::Status::Running);
             if let Err(err) = self.state.save(&self.args.state_dir) {
                 eprintln!("berth shim: {err}");
             }
@@ -431,6 +535,11 @@ impl<'a> Shim<'a> {
     }
 
     fn finish(&mut self, exit: Option<WaitStatus>) -> i32 {
+        // `start` consumed the fifo but the init died before it could say "S" (killed right
+        // after start): it was started all the same.
+        if !self.args.state_dir.join("exec.fifo").exists() {
+            self.mark_running();
+        }
         let _ = self.log.flush_partial();
         reap_orphans();
         let oom = self
@@ -454,7 +563,11 @@ impl<'a> Shim<'a> {
         };
         if self.config.auto_remove {
             let _ = std::fs::remove_file(self.args.state_dir.join("exec.fifo"));
-            if let Err(err) = crate::container::delete::remove_files(&self.args.root, &self.args.run_dir, &self.config) {
+            if let Err(err) = crate::container::delete::remove_files(
+                &self.args.root,
+                &self.args.run_dir,
+                &self.config,
+            ) {
                 eprintln!("berth shim: auto-remove: {err}");
             }
         } else if let Err(err) = self.state.save(&self.args.state_dir) {

@@ -54,13 +54,25 @@ impl Syscall for LinuxSyscall {
 
     fn mkdir_all(&self, path: &Path, mode: u32) -> Result<()> {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(mode).create(path).map_err(|e| {
-            SyscallError::path("mkdir", path, Errno::from_raw(e.raw_os_error().unwrap_or(0)))
-        })
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+            .map_err(|e| {
+                SyscallError::path(
+                    "mkdir",
+                    path,
+                    Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                )
+            })
     }
 
     fn create_file(&self, path: &Path) -> Result<()> {
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(SyscallError::path(
@@ -86,7 +98,11 @@ impl Syscall for LinuxSyscall {
 
     fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
         std::os::unix::fs::symlink(target, link).map_err(|e| {
-            SyscallError::path("symlink", link, Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+            SyscallError::path(
+                "symlink",
+                link,
+                Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            )
         })
     }
 
@@ -95,18 +111,18 @@ impl Syscall for LinuxSyscall {
     }
 
     fn unshare(&self, flags: CloneFlags) -> Result<()> {
-        nix::sched::unshare(flags).map_err(|e| SyscallError::new("unshare", format!("{flags:?}"), e))
+        nix::sched::unshare(flags)
+            .map_err(|e| SyscallError::new("unshare", format!("{flags:?}"), e))
     }
 
     fn setns(&self, fd: BorrowedFd<'_>, flags: CloneFlags) -> Result<()> {
-        nix::sched::setns(fd, flags).map_err(|e| SyscallError::new("setns", format!("{flags:?}"), e))
+        nix::sched::setns(fd, flags)
+            .map_err(|e| SyscallError::new("setns", format!("{flags:?}"), e))
     }
 
     fn set_loopback_up(&self) -> Result<()> {
         // SAFETY: socket(2) with constant arguments returns a new fd or -1.
-        let fd = unsafe {
-            libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
-        };
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         let fd = Errno::result(fd).map_err(|e| SyscallError::new("socket", "lo", e))?;
         // SAFETY: the fd was just returned by the kernel and is owned by nobody else.
         let sock = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -122,17 +138,21 @@ impl Syscall for LinuxSyscall {
         unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
         // SAFETY: `req` is a valid ifreq; SIOCSIFFLAGS only reads it.
         let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
-        Errno::result(rc).map(drop).map_err(|e| SyscallError::new("ioctl(SIOCSIFFLAGS)", "lo", e))
+        Errno::result(rc)
+            .map(drop)
+            .map_err(|e| SyscallError::new("ioctl(SIOCSIFFLAGS)", "lo", e))
     }
 
     fn set_ids(&self, uid: Uid, gid: Gid, groups: &[Gid]) -> Result<()> {
         nix::unistd::setgroups(groups).map_err(|e| SyscallError::new("setgroups", gid, e))?;
-        nix::unistd::setresgid(gid, gid, gid).map_err(|e| SyscallError::new("setresgid", gid, e))?;
+        nix::unistd::setresgid(gid, gid, gid)
+            .map_err(|e| SyscallError::new("setresgid", gid, e))?;
         nix::unistd::setresuid(uid, uid, uid).map_err(|e| SyscallError::new("setresuid", uid, e))
     }
 
     fn set_keep_caps(&self, keep: bool) -> Result<()> {
-        nix::sys::prctl::set_keepcaps(keep).map_err(|e| SyscallError::new("prctl", "PR_SET_KEEPCAPS", e))
+        nix::sys::prctl::set_keepcaps(keep)
+            .map_err(|e| SyscallError::new("prctl", "PR_SET_KEEPCAPS", e))
     }
 
     fn drop_bounding(&self, cap: Capability) -> Result<()> {
@@ -148,6 +168,24 @@ impl Syscall for LinuxSyscall {
     fn set_no_new_privs(&self) -> Result<()> {
         nix::sys::prctl::set_no_new_privs()
             .map_err(|e| SyscallError::new("prctl", "PR_SET_NO_NEW_PRIVS", e))
+    }
+
+    fn set_seccomp(&self, filter: &[libc::sock_filter]) -> Result<()> {
+        let program = libc::sock_fprog {
+            len: filter.len() as libc::c_ushort,
+            filter: filter.as_ptr().cast_mut(),
+        };
+        // SAFETY: `program` points at `filter`, which outlives the call; the kernel copies it.
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &program as *const libc::sock_fprog,
+            )
+        };
+        Errno::result(rc)
+            .map(drop)
+            .map_err(|e| SyscallError::new("prctl", "PR_SET_SECCOMP", e))
     }
 
     fn setrlimit(&self, limit: RlimitValue) -> Result<()> {
@@ -175,6 +213,8 @@ impl Syscall for LinuxSyscall {
                 0,
             )
         };
-        Errno::result(rc).map(drop).map_err(|e| SyscallError::new("pidfd_send_signal", signal, e))
+        Errno::result(rc)
+            .map(drop)
+            .map_err(|e| SyscallError::new("pidfd_send_signal", signal, e))
     }
 }

@@ -40,7 +40,11 @@ pub struct SyscallError {
 
 impl SyscallError {
     pub fn new(call: &'static str, target: impl std::fmt::Display, errno: Errno) -> Self {
-        Self { call, target: target.to_string(), errno }
+        Self {
+            call,
+            target: target.to_string(),
+            errno,
+        }
     }
 
     pub fn path(call: &'static str, path: &Path, errno: Errno) -> Self {
@@ -89,6 +93,8 @@ pub trait Syscall: Send + Sync + std::fmt::Debug {
     /// Replace one capability set (permitted, effective, inheritable, ambient).
     fn set_capabilities(&self, set: CapSet, caps: &CapsHashSet) -> Result<()>;
     fn set_no_new_privs(&self) -> Result<()>;
+    /// Install a seccomp filter (classic BPF) for this thread and its descendants.
+    fn set_seccomp(&self, filter: &[libc::sock_filter]) -> Result<()>;
     fn setrlimit(&self, limit: RlimitValue) -> Result<()>;
     /// A pidfd for `pid` (pidfd_open).
     fn pidfd_open(&self, pid: Pid) -> Result<OwnedFd>;
@@ -156,11 +162,23 @@ mod tests {
         std::os::unix::fs::symlink("lib", root.join("usr/rel")).unwrap();
         std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
 
-        assert_eq!(secure_join(root, Path::new("/abs/passwd")), root.join("etc/passwd"));
-        assert_eq!(secure_join(root, Path::new("/usr/up/etc")), root.join("etc"));
+        assert_eq!(
+            secure_join(root, Path::new("/abs/passwd")),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/usr/up/etc")),
+            root.join("etc")
+        );
         assert_eq!(secure_join(root, Path::new("/../../x")), root.join("x"));
-        assert_eq!(secure_join(root, Path::new("usr/rel/x")), root.join("usr/lib/x"));
-        assert_eq!(secure_join(root, Path::new("/missing/a")), root.join("missing/a"));
+        assert_eq!(
+            secure_join(root, Path::new("usr/rel/x")),
+            root.join("usr/lib/x")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/missing/a")),
+            root.join("missing/a")
+        );
         // A symlink loop ends after the hop limit instead of spinning.
         assert!(secure_join(root, Path::new("/loop")).starts_with(root));
     }

@@ -25,23 +25,52 @@ pub enum Call {
         flags: MsFlags,
         data: Option<String>,
     },
-    Umount2 { target: PathBuf, flags: MntFlags },
-    PivotRoot { new_root: PathBuf, put_old: PathBuf },
+    Umount2 {
+        target: PathBuf,
+        flags: MntFlags,
+    },
+    PivotRoot {
+        new_root: PathBuf,
+        put_old: PathBuf,
+    },
     Chdir(PathBuf),
-    MkdirAll { path: PathBuf, mode: u32 },
+    MkdirAll {
+        path: PathBuf,
+        mode: u32,
+    },
     CreateFile(PathBuf),
-    Mknod { path: PathBuf, kind: SFlag, perm: Mode, dev: u64 },
-    Symlink { target: PathBuf, link: PathBuf },
+    Mknod {
+        path: PathBuf,
+        kind: SFlag,
+        perm: Mode,
+        dev: u64,
+    },
+    Symlink {
+        target: PathBuf,
+        link: PathBuf,
+    },
     Sethostname(String),
     Unshare(CloneFlags),
-    Setns { fd: i32, flags: CloneFlags },
+    Setns {
+        fd: i32,
+        flags: CloneFlags,
+    },
     LoopbackUp,
-    SetIds { uid: Uid, gid: Gid, groups: Vec<Gid> },
+    SetIds {
+        uid: Uid,
+        gid: Gid,
+        groups: Vec<Gid>,
+    },
     KeepCaps(bool),
     DropBounding(Capability),
     /// `set` is "bounding", "permitted", "effective", "inheritable" or "ambient".
-    SetCapabilities { set: &'static str, caps: Vec<Capability> },
+    SetCapabilities {
+        set: &'static str,
+        caps: Vec<Capability>,
+    },
     NoNewPrivs,
+    /// A seccomp filter of this many instructions.
+    Seccomp(usize),
     Setrlimit(RlimitValue),
     PidfdOpen(Pid),
     PidfdSendSignal(Signal),
@@ -76,7 +105,10 @@ impl RecordingSyscall {
 
     /// Make the next `call` (e.g. "mount") whose target is `target` fail with `errno` (once).
     pub fn fail(&self, call: &'static str, target: impl Into<PathBuf>, errno: Errno) {
-        self.failures.lock().unwrap().push((call, target.into(), errno));
+        self.failures
+            .lock()
+            .unwrap()
+            .push((call, target.into(), errno));
     }
 
     /// The calls made so far, in order.
@@ -87,7 +119,10 @@ impl RecordingSyscall {
     fn record(&self, name: &'static str, target: &Path, call: Call) -> Result<()> {
         self.calls.lock().unwrap().push(call);
         let mut failures = self.failures.lock().unwrap();
-        match failures.iter().position(|(c, t, _)| *c == name && t == target) {
+        match failures
+            .iter()
+            .position(|(c, t, _)| *c == name && t == target)
+        {
             Some(i) => Err(SyscallError::path(name, target, failures.remove(i).2)),
             None => Ok(()),
         }
@@ -114,11 +149,21 @@ impl Syscall for RecordingSyscall {
     }
 
     fn umount2(&self, target: &Path, flags: MntFlags) -> Result<()> {
-        self.record("umount2", target, Call::Umount2 { target: target.to_path_buf(), flags })
+        self.record(
+            "umount2",
+            target,
+            Call::Umount2 {
+                target: target.to_path_buf(),
+                flags,
+            },
+        )
     }
 
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<()> {
-        let call = Call::PivotRoot { new_root: new_root.into(), put_old: put_old.into() };
+        let call = Call::PivotRoot {
+            new_root: new_root.into(),
+            put_old: put_old.into(),
+        };
         self.record("pivot_root", new_root, call)
     }
 
@@ -127,7 +172,14 @@ impl Syscall for RecordingSyscall {
     }
 
     fn mkdir_all(&self, path: &Path, mode: u32) -> Result<()> {
-        self.record("mkdir", path, Call::MkdirAll { path: path.into(), mode })
+        self.record(
+            "mkdir",
+            path,
+            Call::MkdirAll {
+                path: path.into(),
+                mode,
+            },
+        )
     }
 
     fn create_file(&self, path: &Path) -> Result<()> {
@@ -135,15 +187,35 @@ impl Syscall for RecordingSyscall {
     }
 
     fn mknod(&self, path: &Path, kind: SFlag, perm: Mode, dev: u64) -> Result<()> {
-        self.record("mknod", path, Call::Mknod { path: path.into(), kind, perm, dev })
+        self.record(
+            "mknod",
+            path,
+            Call::Mknod {
+                path: path.into(),
+                kind,
+                perm,
+                dev,
+            },
+        )
     }
 
     fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
-        self.record("symlink", link, Call::Symlink { target: target.into(), link: link.into() })
+        self.record(
+            "symlink",
+            link,
+            Call::Symlink {
+                target: target.into(),
+                link: link.into(),
+            },
+        )
     }
 
     fn sethostname(&self, name: &str) -> Result<()> {
-        self.record("sethostname", Path::new(name), Call::Sethostname(name.into()))
+        self.record(
+            "sethostname",
+            Path::new(name),
+            Call::Sethostname(name.into()),
+        )
     }
 
     fn unshare(&self, flags: CloneFlags) -> Result<()> {
@@ -151,7 +223,14 @@ impl Syscall for RecordingSyscall {
     }
 
     fn setns(&self, fd: BorrowedFd<'_>, flags: CloneFlags) -> Result<()> {
-        self.record("setns", Path::new(""), Call::Setns { fd: fd.as_raw_fd(), flags })
+        self.record(
+            "setns",
+            Path::new(""),
+            Call::Setns {
+                fd: fd.as_raw_fd(),
+                flags,
+            },
+        )
     }
 
     fn set_loopback_up(&self) -> Result<()> {
@@ -159,7 +238,15 @@ impl Syscall for RecordingSyscall {
     }
 
     fn set_ids(&self, uid: Uid, gid: Gid, groups: &[Gid]) -> Result<()> {
-        self.record("set_ids", Path::new(""), Call::SetIds { uid, gid, groups: groups.to_vec() })
+        self.record(
+            "set_ids",
+            Path::new(""),
+            Call::SetIds {
+                uid,
+                gid,
+                groups: groups.to_vec(),
+            },
+        )
     }
 
     fn set_keep_caps(&self, keep: bool) -> Result<()> {
@@ -187,6 +274,10 @@ impl Syscall for RecordingSyscall {
         self.record("no_new_privs", Path::new(""), Call::NoNewPrivs)
     }
 
+    fn set_seccomp(&self, filter: &[libc::sock_filter]) -> Result<()> {
+        self.record("seccomp", Path::new(""), Call::Seccomp(filter.len()))
+    }
+
     fn setrlimit(&self, limit: RlimitValue) -> Result<()> {
         self.record("setrlimit", Path::new(""), Call::Setrlimit(limit))
     }
@@ -200,6 +291,10 @@ impl Syscall for RecordingSyscall {
     }
 
     fn pidfd_send_signal(&self, _pidfd: BorrowedFd<'_>, signal: Signal) -> Result<()> {
-        self.record("pidfd_send_signal", Path::new(""), Call::PidfdSendSignal(signal))
+        self.record(
+            "pidfd_send_signal",
+            Path::new(""),
+            Call::PidfdSendSignal(signal),
+        )
     }
 }
