@@ -191,11 +191,11 @@ pub enum ImageCommand {
         dir: PathBuf,
         #[arg(long, short = 't')]
         tag: String,
-        /// Entrypoint (repeat for each argument, or one string split on whitespace).
-        #[arg(long)]
+        /// Entrypoint, one flag per argument (`--entrypoint /bin/sh --entrypoint -c`).
+        #[arg(long, allow_hyphen_values = true)]
         entrypoint: Vec<String>,
-        /// Default command (repeat for each argument).
-        #[arg(long)]
+        /// Default command, one flag per argument (`--cmd httpd --cmd -f`).
+        #[arg(long, allow_hyphen_values = true)]
         cmd: Vec<String>,
         /// Default environment KEY=VALUE (repeatable).
         #[arg(long = "env", short = 'e')]

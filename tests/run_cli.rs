@@ -51,6 +51,8 @@ fn start_errors_use_docker_exit_codes() {
     );
     let out = env.berth(&["run", "--rm", "busybox", "nope"]);
     assert_eq!(out.status.code(), Some(127));
+    let out = env.berth(&["run", "--rm", "no-such-image", "true"]);
+    assert_eq!(out.status.code(), Some(125));
     let out = env.berth(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(
         out.status.code(),

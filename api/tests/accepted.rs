@@ -165,11 +165,14 @@ fn accepted_manifests_are_valid_kubernetes() {
         for (stage, documents) in [("parsed", raw.documents), ("defaulted", load(&path))] {
             for (i, document) in documents.iter().enumerate() {
                 let name = format!(
-                    "{}-{stage}-{i}.yaml",
+                    "{}-{stage}-{i}.json",
                     path.file_stem().unwrap().to_string_lossy()
                 );
                 let file = dir.path().join(name);
-                std::fs::write(&file, serde_yaml::to_string(&document.object).unwrap()).unwrap();
+                // JSON, which is YAML too: kubernetes-validate reads YAML 1.1, where an unquoted
+                // RFC 3339 string is a timestamp rather than the string Kubernetes expects.
+                let json = serde_json::to_string_pretty(&document.object).unwrap();
+                std::fs::write(&file, json).unwrap();
                 files.push(file);
             }
         }

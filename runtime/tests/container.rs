@@ -599,15 +599,35 @@ fn main() {
             host_network_and_joined_namespace,
         ),
     ];
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
+    // The libtest command line that cargo test and nextest use: `--list [--ignored]` lists,
+    // positional filters select (by substring, or whole name with `--exact`).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    if flag("--list") {
+        if !flag("--ignored") {
+            tests.iter().for_each(|(name, _)| println!("{name}: test"));
+        }
+        return;
+    }
+    let filters: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with('-') && a.as_str() != "terse")
         .collect();
+    let selected = |name: &str| {
+        filters.is_empty()
+            || filters.iter().any(|f| {
+                if flag("--exact") {
+                    name == f.as_str()
+                } else {
+                    name.contains(f.as_str())
+                }
+            })
+    };
     let fixture = Fixture::new();
     let mut failed = Vec::new();
     let mut ran = 0;
     for (name, test) in tests {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+        if !selected(name) {
             continue;
         }
         ran += 1;

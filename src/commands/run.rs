@@ -27,10 +27,18 @@ pub fn runtime(global: &GlobalArgs) -> LinuxRuntime {
 }
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let image = ImageStore::open(&global.root)
+    // Failures before the container exists exit 125, as docker's.
+    let prepared = ImageStore::open(&global.root)
         .and_then(|store| store.resolve(&args.image))
-        .with_context(|| format!("image {:?}", args.image))?;
-    let config = container_config(&args, &image)?;
+        .with_context(|| format!("image {:?}", args.image))
+        .and_then(|image| container_config(&args, &image));
+    let config = match prepared {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("berth: {err:#}");
+            return Ok(ExitCode::from(125));
+        }
+    };
     let id = config.id.clone();
     let runtime = runtime(global);
 

@@ -6,11 +6,13 @@
 //! ```text
 //! <root>/containers/<id>/config.json     ContainerConfig (incl. image manifest digest)
 //! <root>/containers/<id>/container.log   CRI-format output (rotated to .1, .2 …)
-//! <root>/containers/<id>/{rootfs,upper,work}  overlay mount point and writable layer
+//! <root>/containers/<id>/{upper,work}   the overlay's writable layer
 //! <root>/names/<name> -> <id>            name reservation (atomic symlink)
 //! <run_dir>/containers/<id>/state.json   State, written by the shim
 //! <run_dir>/containers/<id>/exec.fifo    start handshake, gone once started
 //! ```
+//! The overlay is mounted over `<run_dir>/containers/<id>` inside the init's private mount
+//! namespace (then pivoted into); the host never sees the mount.
 //! Container phases are described in [`state`].
 
 pub mod attach;

@@ -313,7 +313,9 @@ impl<'a> Shim<'a> {
                 ));
                 let ctx = InitContext {
                     config: &config,
-                    rootfs: args.container_dir.join("rootfs"),
+                    // The overlay goes over the state directory, in the init's own mount
+                    // namespace only: the host keeps seeing state.json there.
+                    rootfs: args.state_dir.clone(),
                     upper: args.container_dir.join("upper"),
                     work: args.container_dir.join("work"),
                     cgroup_version,
