@@ -233,10 +233,23 @@ impl Core {
         let database = Database::builder()
             .create(path)
             .map_err(db(path, "open the database"))?;
+        Self::new(database, path.to_owned(), options)
+    }
+
+    /// A store that lives in memory only, with the same semantics (for tests and dry runs).
+    pub(crate) fn in_memory(options: Options) -> Result<Self> {
+        let path = PathBuf::from("<memory>");
+        let database = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(db(&path, "create the database"))?;
+        Self::new(database, path, options)
+    }
+
+    fn new(database: Database, path: PathBuf, options: Options) -> Result<Self> {
         let (feed, _) = broadcast::channel(options.feed_capacity.max(1));
         let core = Self {
             db: database,
-            path: path.to_owned(),
+            path,
             options,
             writer: Mutex::new(Writer { revision: 0, feed }),
             published: AtomicU64::new(0),
@@ -244,7 +257,7 @@ impl Core {
         let revision = core.initialize()?;
         core.lock_writer().revision = revision;
         core.published.store(revision, Ordering::Release);
-        tracing::info!(path = %path.display(), revision, "store opened");
+        tracing::info!(path = %core.path.display(), revision, "store opened");
         Ok(core)
     }
 
@@ -315,7 +328,6 @@ impl Core {
         let txn = self.begin_write()?;
         let (outcomes, events, revision) = {
             let mut tx = Txn::open(&txn, &self.path)?;
-            tx.revision = writer.revision;
             let outcomes = ops
                 .into_iter()
                 .map(|op| tx.apply(op))
@@ -902,4 +914,40 @@ impl<'t> Txn<'t> {
 fn now_in_seconds() -> Time {
     let now = jiff::Timestamp::now();
     Time(jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_record_is_reported_with_its_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let core = Core::open(&path, Options::default()).unwrap();
+        let txn = core.begin_write().unwrap();
+        txn.open_table(OBJECTS)
+            .unwrap()
+            .insert("ConfigMap\0default\0bad", b"{not json".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+
+        let key = ObjectKey {
+            kind: "ConfigMap",
+            namespace: Some("default".into()),
+            name: "bad".into(),
+        };
+        let err = core.get(&key).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "store {}: stored record \"ConfigMap/default/bad\" is corrupt",
+                path.display()
+            )
+        );
+        assert_eq!(err.status_code(), 500);
+        assert!(std::error::Error::source(&err).is_some());
+        let listed = core.list_as::<Object>("ConfigMap", None, None, |o| &o.metadata().labels);
+        assert!(matches!(listed, Err(Error::Corrupt { .. })));
+    }
 }

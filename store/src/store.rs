@@ -61,6 +61,15 @@ impl RedbStore {
         })
     }
 
+    /// A store in memory only: the same semantics without a file or fsync, for tests of the
+    /// controller, agent and API, and for dry runs.
+    pub fn open_in_memory(options: Options) -> Result<Self> {
+        Ok(Self {
+            core: Arc::new(Core::in_memory(options)?),
+        })
+    }
+
+    /// The database file (`<memory>` for an in-memory store).
     pub fn path(&self) -> &Path {
         self.core.path()
     }

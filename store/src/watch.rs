@@ -59,6 +59,8 @@ pub struct WatchFilter {
     pub kind: Option<&'static str>,
     /// A namespace, or every namespace (and cluster-scoped objects).
     pub namespace: Option<String>,
+    /// One object's name (`kubectl get pod web --watch`), or every name.
+    pub name: Option<String>,
 }
 
 impl WatchFilter {
@@ -71,7 +73,7 @@ impl WatchFilter {
     pub fn kind(kind: &'static str) -> Self {
         Self {
             kind: Some(kind),
-            namespace: None,
+            ..Self::default()
         }
     }
 
@@ -81,8 +83,18 @@ impl WatchFilter {
         self
     }
 
+    /// Restricts the filter to the object named `name`.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     pub fn matches(&self, object: &Object) -> bool {
         self.kind.is_none_or(|kind| object.kind() == kind)
+            && self
+                .name
+                .as_deref()
+                .is_none_or(|name| object.name() == name)
             && self
                 .namespace
                 .as_deref()

@@ -723,8 +723,8 @@ async fn watch_from_an_old_version_replays_the_change_log_then_goes_live() {
         .await
         .unwrap();
     store.create(config_map("team", "c", &[])).await.unwrap();
-    let events = next_events(&mut watch, 3).await;
     let base = list.resource_version;
+    let events = next_events(&mut watch, 3).await;
     assert_eq!(
         summary(&events),
         [
@@ -733,6 +733,16 @@ async fn watch_from_an_old_version_replays_the_change_log_then_goes_live() {
             (EventType::Added, "ConfigMap team/c".into(), base + 4),
         ]
     );
+    let mut one = store
+        .watch(
+            WatchFilter::kind("ConfigMap")
+                .in_namespace("team")
+                .named("c"),
+            WatchStart::After(list.resource_version),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary(&next_events(&mut one, 1).await)[0].2, base + 4);
     let team_events = next_events(&mut team, 2).await;
     assert_eq!(
         team_events
@@ -938,6 +948,9 @@ async fn reopening_keeps_objects_the_change_log_and_the_revision() {
     };
     let store = RedbStore::open(&path).unwrap();
     assert_eq!(store.resource_version(), revision);
+    // One daemon per root: the file is locked while open.
+    let err = RedbStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::Database { .. }), "{err}");
     assert_eq!(store.get(&created.key()).await.unwrap(), created);
     assert_eq!(
         store
@@ -971,4 +984,72 @@ async fn reopening_keeps_objects_the_change_log_and_the_revision() {
         ]
     );
     let _: ObjectKey = created.key();
+}
+
+#[tokio::test]
+async fn an_in_memory_store_behaves_the_same() {
+    let store = RedbStore::open_in_memory(Options::default()).unwrap();
+    assert_eq!(store.path(), std::path::Path::new("<memory>"));
+    let mut watch = store
+        .watch(WatchFilter::all(), WatchStart::InitialState)
+        .await
+        .unwrap();
+    let created = store
+        .create(testing::deployment("web").build())
+        .await
+        .unwrap();
+    let mut stale = created.clone();
+    stale.metadata_mut().resource_version = Some("1".into());
+    assert!(store.update(stale).await.unwrap_err().is_conflict());
+    let events = next_events(&mut watch, 2).await;
+    assert_eq!(
+        summary(&events),
+        [
+            (EventType::Added, "Namespace default".into(), 1),
+            (EventType::Added, "Deployment default/web".into(), 2),
+        ]
+    );
+    // Another in-memory store is another store.
+    let other = RedbStore::open_in_memory(Options::default()).unwrap();
+    assert!(other.get(&created.key()).await.unwrap_err().is_not_found());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_publish_every_revision_once_and_in_order() {
+    let (_dir, store) = open();
+    let start = store.resource_version();
+    let mut watch = store
+        .watch(WatchFilter::all(), WatchStart::Now)
+        .await
+        .unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    store
+                        .create(config_map("default", &format!("w{w}-{i}"), &[]))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let events = next_events(&mut watch, 40).await;
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.resource_version)
+            .collect::<Vec<_>>(),
+        (start + 1..=start + 40).collect::<Vec<_>>()
+    );
+    // Replaying the change log gives the same sequence.
+    let mut replay = store
+        .watch(WatchFilter::all(), WatchStart::After(start))
+        .await
+        .unwrap();
+    assert_eq!(next_events(&mut replay, 40).await, events);
 }
