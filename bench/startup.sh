@@ -4,6 +4,9 @@
 # Prints each median and berth's ratio to each anchor. Needs root.
 #
 #   bash bench/startup.sh [RUNS]
+#
+# BERTH_ALT="name=/path/to/berth ..." adds other berth builds to the same hyperfine run, so
+# that alternatives are compared side by side on this noisy machine rather than across runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -11,7 +14,7 @@ runs=${1:-100}
 
 apt_install busybox-static crun runc hyperfine jq
 cargo build --release --locked -p berth
-berth=$PWD/target/release/berth
+berth=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
 
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 cleanup() { rm -rf "$work"; }
@@ -30,14 +33,19 @@ export BERTH_ROOT=$work/root BERTH_RUN_DIR=$work/run
 "$berth" image build "$work/bundle/rootfs" --tag bench/busybox:latest >/dev/null
 "$berth" run --rm bench/busybox:latest /bin/true # warm the page cache and check it works
 
+alt=()
+for entry in ${BERTH_ALT:-}; do
+  alt+=(-n "${entry%%=*}" "${entry#*=} run --rm bench/busybox:latest /bin/true")
+done
+
 cd "$work/bundle"
 hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/result.json" \
-  -n berth "$berth run --rm bench/busybox:latest /bin/true" \
+  -n berth "$berth run --rm bench/busybox:latest /bin/true" "${alt[@]}" \
   -n crun "crun run bench-crun-$$" \
   -n runc "runc run bench-runc-$$"
 
 jq -r '
   (.results | map({(.command): (.median * 1000)}) | add) as $m
-  | "medians (ms): berth \($m.berth*100|round/100)  crun \($m.crun*100|round/100)  runc \($m.runc*100|round/100)",
+  | "medians (ms): " + (.results | map("\(.command) \(.median * 100000 | round / 100)") | join("  ")),
     "berth/crun = \($m.berth / $m.crun * 100 | round / 100)   berth/runc = \($m.berth / $m.runc * 100 | round / 100)"
 ' "$work/result.json"

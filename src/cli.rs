@@ -52,6 +52,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run a command in a new container (like `docker run`).
     Run(RunArgs),
+    /// Run a command in a running container (`berth container exec`).
+    Exec(ExecArgs),
     /// Manage containers started with `berth run -d`.
     #[command(subcommand, alias = "containers")]
     Container(ContainerCommand),
@@ -129,6 +131,24 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Environment variable KEY=VALUE added to the container's (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside the container (default: the container's).
+    #[arg(short = 'w', long)]
+    pub workdir: Option<PathBuf>,
+    /// Kill the command after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Container name, id or unique id prefix.
+    pub container: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// List containers.
@@ -166,6 +186,8 @@ pub enum ContainerCommand {
         signal: String,
         container: String,
     },
+    /// Run a command in a running container (like `docker exec`); exits with its exit code.
+    Exec(ExecArgs),
     /// Remove a container (refuses a running one unless --force).
     Rm {
         #[arg(short, long)]

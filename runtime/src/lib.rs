@@ -11,5 +11,6 @@ pub mod image;
 pub mod logs;
 pub mod process;
 pub mod rootfs;
+pub mod sandbox;
 pub mod shim;
 pub mod syscall;

@@ -1,4 +1,4 @@
-//! `berth container ls|inspect|logs|stop|kill|rm`: work on containers from their state on
+//! `berth container ls|inspect|logs|exec|stop|kill|rm`: work on containers from their state on
 //! disk, from any process.
 
 use std::io::Write;
@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use berth_runtime::container::kill::parse_signal;
-use berth_runtime::container::{ContainerInfo, LinuxRuntime, Status};
+use berth_runtime::container::{
+    ContainerInfo, ExecConfig, ExecIo, LinuxRuntime, RuntimeError, Status,
+};
 use berth_runtime::logs::{ReadOptions, read_logs};
 use jiff::Timestamp;
 
 use super::run::runtime;
-use crate::cli::{ContainerCommand, GlobalArgs};
+use crate::cli::{ContainerCommand, ExecArgs, GlobalArgs};
 
 pub fn run(global: &GlobalArgs, command: ContainerCommand) -> anyhow::Result<ExitCode> {
     let runtime = runtime(global);
@@ -76,6 +78,7 @@ pub fn run(global: &GlobalArgs, command: ContainerCommand) -> anyhow::Result<Exi
             println!("{container}");
             Ok(ExitCode::SUCCESS)
         }
+        ContainerCommand::Exec(args) => exec(&runtime, args),
         ContainerCommand::Rm { force, containers } => {
             let mut failed = false;
             for container in containers {
@@ -103,6 +106,43 @@ pub fn run(global: &GlobalArgs, command: ContainerCommand) -> anyhow::Result<Exi
                 ExitCode::SUCCESS
             })
         }
+    }
+}
+
+/// `berth container exec`: output streams to ours; the exit code is the command's, or docker's
+/// 126/127 when it cannot be started.
+fn exec(runtime: &LinuxRuntime, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let ExecArgs {
+        env,
+        workdir,
+        timeout,
+        container,
+        command,
+    } = args;
+    let id = &runtime.resolve(&container)?;
+    let mut config = ExecConfig::new(command);
+    if !env.is_empty() {
+        let mut all = runtime.load_config(id)?.process.env;
+        all.extend(env);
+        config.env = Some(all);
+    }
+    config.cwd = workdir;
+    config.timeout = timeout.map(Duration::from_secs);
+    match runtime.exec(id, config, ExecIo::Inherit) {
+        Ok(output) => {
+            if output.timed_out {
+                eprintln!(
+                    "berth: exec in {id}: killed after the {}s timeout",
+                    timeout.unwrap_or(0)
+                );
+            }
+            Ok(ExitCode::from(output.status.code.clamp(0, 255) as u8))
+        }
+        Err(err @ RuntimeError::Exec { .. }) => {
+            eprintln!("berth: {err}");
+            Ok(ExitCode::from(err.exit_code().clamp(0, 255) as u8))
+        }
+        Err(err) => Err(err.into()),
     }
 }
 

@@ -6,15 +6,13 @@
 
 use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Child;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::unistd::Pid;
 
-use super::{ContainerId, LinuxRuntime, Result, RuntimeError};
+use super::{ContainerId, LinuxRuntime, Result, RuntimeError, ShimProcess};
 use crate::syscall::SyscallError;
 
 const PROXIED: [Signal; 6] = [
@@ -27,7 +25,8 @@ const PROXIED: [Signal; 6] = [
 ];
 
 /// Blocks the proxied signals of this (single-threaded) process and receives them on a
-/// signalfd. The shim gets a clean signal mask: `std::process::Command` resets it.
+/// signalfd. The shim gets a clean signal mask: `std::process::Command` resets a spawned one's,
+/// a forked one resets its own.
 #[derive(Debug)]
 pub struct SignalProxy {
     fd: SignalFd,
@@ -52,15 +51,17 @@ impl SignalProxy {
 
     /// Forward signals to container `id` until `shim` exits; return the container's exit code
     /// (the shim exits with it).
-    pub fn wait(&self, runtime: &LinuxRuntime, id: &ContainerId, mut shim: Child) -> Result<i32> {
+    pub fn wait(
+        &self,
+        runtime: &LinuxRuntime,
+        id: &ContainerId,
+        mut shim: ShimProcess,
+    ) -> Result<i32> {
         let kernel = |source| RuntimeError::Kernel {
             id: id.to_string(),
             source,
         };
-        let pidfd = runtime
-            .syscall
-            .pidfd_open(Pid::from_raw(shim.id() as i32))
-            .map_err(kernel)?;
+        let pidfd = runtime.syscall.pidfd_open(shim.pid()).map_err(kernel)?;
         loop {
             let mut fds = [
                 PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),

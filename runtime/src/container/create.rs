@@ -3,11 +3,14 @@
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
 
 use super::config::ContainerConfig;
 use super::{
@@ -34,7 +37,41 @@ pub struct Created {
     pub init_pid: i32,
     /// The shim when not detached: the caller's child, which exits with the container's exit
     /// code (0-255) once it has recorded the exit.
-    pub shim: Option<Child>,
+    pub shim: Option<ShimProcess>,
+}
+
+/// A foreground shim, the caller's child: spawned (a re-executed berth) or forked from a
+/// single-threaded caller. Both run the same shim code.
+#[derive(Debug)]
+pub enum ShimProcess {
+    Spawned(Child),
+    Forked(Pid),
+}
+
+impl ShimProcess {
+    pub fn pid(&self) -> Pid {
+        match self {
+            ShimProcess::Spawned(child) => Pid::from_raw(child.id() as i32),
+            ShimProcess::Forked(pid) => *pid,
+        }
+    }
+
+    /// Wait for the shim to exit (reaping it).
+    pub fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            ShimProcess::Spawned(child) => child.wait(),
+            ShimProcess::Forked(pid) => loop {
+                match waitpid(*pid, None) {
+                    Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::from_raw(code << 8)),
+                    Ok(WaitStatus::Signaled(_, signal, _)) => {
+                        return Ok(ExitStatus::from_raw(signal as i32));
+                    }
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            },
+        }
+    }
 }
 
 fn io_err(id: &ContainerId, path: &Path) -> impl Fn(std::io::Error) -> RuntimeError {
@@ -172,17 +209,36 @@ impl LinuxRuntime {
             detach: options.detach,
             attach: options.attach && !options.detach,
         };
-        let json = serde_json::to_string(&args).map_err(|source| RuntimeError::Json {
-            id: id.to_string(),
-            path: self.config.shim_exe.clone(),
-            source,
-        })?;
         let (sync_read, sync_write) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Kernel {
                 id: id.to_string(),
                 source: crate::syscall::SyscallError::new("pipe2", "sync", e),
             })?;
 
+        // In a single-threaded caller (`berth run` in the foreground) the shim is forked: no
+        // exec of berth's binary. A detached shim is spawned even then: a forked one would keep
+        // the caller's heap for the container's lifetime. The daemon is multi-threaded.
+        if !options.detach && crate::shim::supervise::single_threaded() {
+            let child = crate::shim::supervise::fork(&args, &sync_write).map_err(|e| {
+                RuntimeError::Kernel {
+                    id: id.to_string(),
+                    source: crate::syscall::SyscallError::new("fork", "shim", e),
+                }
+            })?;
+            drop(sync_write);
+            return self.created(
+                id,
+                read_sync(sync_read),
+                ShimProcess::Forked(child),
+                options,
+            );
+        }
+
+        let json = serde_json::to_string(&args).map_err(|source| RuntimeError::Json {
+            id: id.to_string(),
+            path: self.config.shim_exe.clone(),
+            source,
+        })?;
         let mut command = Command::new(&self.config.shim_exe);
         command.arg(SHIM_MARKER).arg(json).stdin(Stdio::null());
         if !args.attach {
@@ -199,14 +255,28 @@ impl LinuxRuntime {
                 Ok(())
             });
         }
-        let mut child = command.spawn().map_err(|source| RuntimeError::Spawn {
+        let child = command.spawn().map_err(|source| RuntimeError::Spawn {
             id: id.clone(),
             exe: self.config.shim_exe.clone(),
             source,
         })?;
         drop(sync_write);
+        self.created(
+            id,
+            read_sync(sync_read),
+            ShimProcess::Spawned(child),
+            options,
+        )
+    }
 
-        let message = read_sync(sync_read);
+    /// The outcome of create from the shim's report.
+    fn created(
+        &self,
+        id: &ContainerId,
+        message: Option<SyncMessage>,
+        mut child: ShimProcess,
+        options: CreateOptions,
+    ) -> Result<Created> {
         if options.detach {
             // The first shim process forks the real one and exits at once.
             let _ = child.wait();

@@ -19,6 +19,7 @@ pub mod attach;
 pub mod config;
 pub mod create;
 pub mod delete;
+pub mod exec;
 pub mod kill;
 pub mod list;
 pub mod start;
@@ -35,7 +36,8 @@ use crate::syscall::{Syscall, SyscallError};
 
 pub use attach::SignalProxy;
 pub use config::{ContainerConfig, ContainerId};
-pub use create::{CreateOptions, Created};
+pub use create::{CreateOptions, Created, ShimProcess};
+pub use exec::{ExecConfig, ExecIo, ExecOutput};
 pub use list::ContainerInfo;
 pub use state::{ExitStatus, Reason, State, StateError, Status};
 
@@ -114,6 +116,13 @@ pub enum RuntimeError {
         code: i32,
         message: String,
     },
+    /// A process could not be exec'd in the container; `code` is docker's (125-127).
+    #[error("{message}")]
+    Exec {
+        id: ContainerId,
+        code: i32,
+        message: String,
+    },
     #[error("container {0}: shim exited without reporting")]
     ShimLost(ContainerId),
     #[error("container {id} is {status:?}, not {expected}")]
@@ -155,7 +164,7 @@ impl RuntimeError {
     /// otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RuntimeError::Create { code, .. } => *code,
+            RuntimeError::Create { code, .. } | RuntimeError::Exec { code, .. } => *code,
             RuntimeError::Cleanup { original, .. } => original.exit_code(),
             _ => 125,
         }
@@ -166,7 +175,7 @@ impl RuntimeError {
 #[derive(Debug)]
 pub struct LinuxRuntime {
     config: RuntimeConfig,
-    syscall: Arc<dyn Syscall>,
+    pub(crate) syscall: Arc<dyn Syscall>,
     cgroups: OnceLock<Box<dyn CgroupManager>>,
 }
 

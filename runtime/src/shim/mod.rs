@@ -10,9 +10,12 @@
 //!     Created ──init "S"──► Running ──init exits──► Draining ──pipes closed──► Stopped ──► exit
 //! ```
 //! The runtime creates the shim with [`std::process::Command`] (safe from a multi-threaded
-//! parent); only the shim, which never starts a thread, forks.
+//! parent); only the shim, which never starts a thread, forks. A caller that is itself
+//! single-threaded at that moment (`berth run` in the foreground, checked at run time) forks
+//! the shim instead, saving the exec; the same [`supervise::run`] follows either way.
 
-mod supervise;
+pub mod exec;
+pub(crate) mod supervise;
 
 use std::path::PathBuf;
 
@@ -22,6 +25,9 @@ use crate::cgroup::CgroupPath;
 
 /// `argv[1]` that turns the berth binary into a shim.
 pub const SHIM_MARKER: &str = "__berth-shim";
+
+/// `argv[1]` that turns the berth binary into an exec shim ([`exec`]).
+pub const EXEC_MARKER: &str = "__berth-exec";
 
 /// The fd the shim reports creation on (the runtime dup2s its pipe there).
 pub const SYNC_FD: i32 = 3;
@@ -82,18 +88,38 @@ impl SyncMessage {
 /// the first thing `main` does, before any thread exists.
 pub fn run_if_shim() {
     let mut args = std::env::args_os();
-    if args.nth(1).as_deref() != Some(std::ffi::OsStr::new(SHIM_MARKER)) {
-        return;
-    }
-    let code = match args
-        .next()
-        .map(|a| serde_json::from_slice::<ShimArgs>(a.as_encoded_bytes()))
-    {
-        Some(Ok(shim_args)) => supervise::run(shim_args),
-        _ => {
-            eprintln!("berth shim: invalid arguments");
-            125
+    let marker = args.nth(1);
+    let json = args.next();
+    let parse = |what| -> Option<&[u8]> {
+        let bytes = json.as_ref().map(|a| a.as_encoded_bytes());
+        if bytes.is_none() {
+            eprintln!("berth {what}: invalid arguments");
         }
+        bytes
+    };
+    let invalid = |what, err: serde_json::Error| {
+        eprintln!("berth {what}: invalid arguments: {err}");
+        125
+    };
+    let code = match marker.as_ref().and_then(|m| m.to_str()) {
+        Some(SHIM_MARKER) => match parse("shim").map(serde_json::from_slice::<ShimArgs>) {
+            Some(Ok(shim_args)) => supervise::run(shim_args),
+            Some(Err(err)) => invalid("shim", err),
+            None => 125,
+        },
+        Some(EXEC_MARKER) => match parse("exec").map(serde_json::from_slice) {
+            Some(Ok(exec_args)) => exec::run(exec_args),
+            Some(Err(err)) => invalid("exec", err),
+            None => 125,
+        },
+        Some(crate::sandbox::SANDBOX_MARKER) => {
+            match parse("sandbox").map(serde_json::from_slice) {
+                Some(Ok(sandbox_args)) => crate::sandbox::run_shim(sandbox_args),
+                Some(Err(err)) => invalid("sandbox", err),
+                None => 125,
+            }
+        }
+        _ => return,
     };
     std::process::exit(code)
 }

@@ -2,7 +2,7 @@
 //! [`crate::shim`] for the phases.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -104,6 +104,68 @@ fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<(), Errno> {
         }
     }
     Ok(())
+}
+
+/// Whether this process has a single thread, so that a forked child may run ordinary Rust
+/// code. Asked of the kernel at each call: a thread started since would make it false.
+pub(crate) fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .is_some_and(|n| n.trim() == "1")
+    })
+}
+
+/// Run the shim in a child forked from this process instead of a re-executed binary: it saves
+/// the exec and the dynamic relocation of berth's binary. The child gets what a spawned shim
+/// gets: stdin (and unless `attach` stdout/stderr) on /dev/null, `sync` at [`super::SYNC_FD`],
+/// no other descriptor, an empty signal mask. The caller must be single-threaded
+/// ([`single_threaded`]); the child exits with the shim's exit code and never returns.
+pub(crate) fn fork(args: &ShimArgs, sync: &OwnedFd) -> Result<Pid, Errno> {
+    let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())?;
+    // SAFETY: the caller checked that this process is single-threaded, so the child may run
+    // ordinary code; it never returns into the caller's frames (it ends in _exit).
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            // Copies above the standard fds and SYNC_FD first, so no dup2 below overwrites a
+            // source; close_range drops them again.
+            // SAFETY: fcntl(F_DUPFD_CLOEXEC) only creates descriptors in this child.
+            let (sync, null) = unsafe {
+                (
+                    libc::fcntl(sync.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10),
+                    libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10),
+                )
+            };
+            let mut moves = vec![(sync, super::SYNC_FD), (null, 0)];
+            if !args.attach {
+                moves.extend([(null, 1), (null, 2)]);
+            }
+            for (source, target) in moves {
+                // SAFETY: dup2 between descriptors of this child; it also clears CLOEXEC.
+                if source < 0 || unsafe { libc::dup2(source, target) } < 0 {
+                    // SAFETY: _exit ends the child without running the caller's cleanup.
+                    unsafe { libc::_exit(125) }
+                }
+            }
+            // SAFETY: closes this child's copies of the caller's descriptors (lock files,
+            // signalfds, pipes) so that none lives on in the shim.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    (super::SYNC_FD + 1) as u32,
+                    u32::MAX,
+                    0u32,
+                )
+            };
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+            let code = run(args.clone());
+            // SAFETY: _exit skips the caller's atexit handlers and buffered stdout, which
+            // belong to the parent.
+            unsafe { libc::_exit(code) }
+        }
+    }
 }
 
 /// Entry point; returns the shim's exit code (the container's).
@@ -347,6 +409,13 @@ impl<'a> Shim<'a> {
         if let Err(source) = placed {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             let _ = waitpid(init, None);
+            // On v1 the init sets the rootfs up meanwhile: its own failure, which made the
+            // placement fail (the process was gone), is the one to report.
+            if let Some(StatusMessage::Failed { code, message }) =
+                read_messages(&pipes.status.0).into_iter().next()
+            {
+                return Err(ShimError::Init { code, message });
+            }
             return Err(ShimError::Cgroup { id, source });
         }
         let go = write_all(pipes.go.1.as_fd(), b"G");
@@ -620,4 +689,18 @@ fn open_joins(config: &ContainerConfig) -> Result<Vec<(OwnedFd, CloneFlags)>, Sy
         }
     }
     Ok(joins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_thread_rules_out_forking_the_shim() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || rx.recv());
+        assert!(!single_threaded());
+        drop(tx);
+        let _ = thread.join();
+    }
 }
