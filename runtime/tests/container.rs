@@ -5,17 +5,17 @@
 //!
 //! Run: `cargo test -p berth-runtime --test container [-- FILTER]` as root.
 
+mod container_support;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_runtime::cgroup::Resources;
 use berth_runtime::container::config::{Mount, MountKind, NamespaceMode, User};
 use berth_runtime::container::{
-    ContainerConfig, ContainerId, CreateOptions, ExitStatus, LinuxRuntime, Reason, RuntimeConfig,
-    RuntimeError, Status,
+    ContainerConfig, ContainerId, CreateOptions, ExitStatus, LinuxRuntime, Reason, RuntimeError,
+    Status,
 };
-use berth_runtime::syscall::LinuxSyscall;
 use nix::sys::signal::Signal;
 
 struct Fixture {
@@ -27,17 +27,8 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rootfs = dir.path().join("busybox");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-rootfs.sh");
-        let status = std::process::Command::new(script)
-            .arg(&rootfs)
-            .status()
-            .expect("busybox-rootfs.sh");
-        assert!(status.success());
-        let mut config = RuntimeConfig::new(dir.path().join("root"), dir.path().join("run"));
-        config.shim_exe = std::env::current_exe().unwrap();
-        config.cgroup_parent = PathBuf::from("/berth-test");
-        let runtime = LinuxRuntime::new(config, Arc::new(LinuxSyscall));
+        let rootfs = container_support::busybox_rootfs(dir.path());
+        let runtime = container_support::runtime(dir.path(), "/berth-test");
         Self {
             _dir: dir,
             rootfs,
@@ -599,53 +590,5 @@ fn main() {
             host_network_and_joined_namespace,
         ),
     ];
-    // The libtest command line that cargo test and nextest use: `--list [--ignored]` lists,
-    // positional filters select (by substring, or whole name with `--exact`).
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |f: &str| args.iter().any(|a| a == f);
-    if flag("--list") {
-        if !flag("--ignored") {
-            tests.iter().for_each(|(name, _)| println!("{name}: test"));
-        }
-        return;
-    }
-    let filters: Vec<&String> = args
-        .iter()
-        .filter(|a| !a.starts_with('-') && a.as_str() != "terse")
-        .collect();
-    let selected = |name: &str| {
-        filters.is_empty()
-            || filters.iter().any(|f| {
-                if flag("--exact") {
-                    name == f.as_str()
-                } else {
-                    name.contains(f.as_str())
-                }
-            })
-    };
-    let fixture = Fixture::new();
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, test) in tests {
-        if !selected(name) {
-            continue;
-        }
-        ran += 1;
-        let began = Instant::now();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&fixture)));
-        let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
-        println!("test {name} ... {verdict} ({:?})", began.elapsed());
-        if outcome.is_err() {
-            failed.push(*name);
-        }
-    }
-    println!(
-        "\ntest result: {} passed; {} failed",
-        ran - failed.len(),
-        failed.len()
-    );
-    if !failed.is_empty() {
-        println!("failed: {failed:?}");
-        std::process::exit(1);
-    }
+    container_support::run(tests, Fixture::new);
 }
