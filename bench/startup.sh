@@ -6,9 +6,11 @@
 #   bash bench/startup.sh [RUNS]
 #
 # BERTH_ALT="name=/path/to/berth ..." adds other berth builds to the same hyperfine run, so
-# that alternatives are compared side by side on this noisy machine rather than across runs.
+# that alternatives are compared side by side rather than across runs. INTERLEAVED=1 also
+# times them interleaved (bench/interleave.py), steadier than hyperfine on a loaded machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 . scripts/lib.sh
 runs=${1:-100}
 
@@ -49,3 +51,13 @@ jq -r '
   | "medians (ms): " + (.results | map("\(.command) \(.median * 100000 | round / 100)") | join("  ")),
     "berth/crun = \($m.berth / $m.crun * 100 | round / 100)   berth/runc = \($m.berth / $m.runc * 100 | round / 100)"
 ' "$work/result.json"
+
+if [ -n "${INTERLEAVED:-}" ]; then
+  echo "== interleaved"
+  inter=("berth=$berth run --rm bench/busybox:latest /bin/true")
+  for entry in ${BERTH_ALT:-}; do
+    inter+=("${entry%%=*}=${entry#*=} run --rm bench/busybox:latest /bin/true")
+  done
+  python3 "$repo/bench/interleave.py" "$runs" "${inter[@]}" \
+    "crun=crun run bench-crun-$$" "runc=runc run bench-runc-$$"
+fi

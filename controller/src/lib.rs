@@ -1,8 +1,28 @@
 //! berth's reconcilers: the garbage collector and Deployment -> ReplicaSet -> Pod, scale and
 //! rollout, as Kubernetes' kube-controller-manager runs them.
 //!
+//! - [`runtime`]: [`Controller`], the watch → work queue → reconcile loop with [`Action`]s and
+//!   per-key [`Backoff`].
+//! - [`replica_set`], [`deployment`], [`gc`]: the reconcilers, each a level-triggered
+//!   `reconcile(object, ctx) -> Result<Action>` with an `error_policy`;
+//!   [`deployment::rollback()`] is what `berth rollout undo` calls.
+//! - [`pods`] (readiness, availability, deletion order) and [`hash`] (`pod-template-hash`).
+//! - `testing` (feature `testing`): a `FakeKubelet` for tests with paused time.
+//!
 //! The controller makes no syscalls; it reaches the store only through the handle in its
-//! [`Context`], and its notion of time is the injected [`Clock`].
+//! [`Context`], and its notion of time is the injected [`Clock`] (tokio time).
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use berth_controller::{Clock, Context};
+//! use berth_store::{Options, RedbStore};
+//!
+//! let store = RedbStore::open_in_memory(Options::default()).unwrap();
+//! let controllers = tokio::spawn(berth_controller::run(Context::new(store.clone(), Clock::new())));
+//! // ... serve the API; on shutdown:
+//! controllers.abort();
+//! # });
+//! ```
 
 pub mod clock;
 pub mod deployment;
@@ -39,12 +59,13 @@ impl Context {
     }
 }
 
-/// Runs the garbage collector and the ReplicaSet and Deployment controllers until the store's
-/// watches end; abort the task to stop them sooner.
+/// Runs the garbage collector and the ReplicaSet and Deployment controllers; spawn it and abort
+/// the task to stop them.
 pub async fn run(ctx: Context) {
     let ctx = Arc::new(ctx);
     let replica_sets = Controller::<ReplicaSet>::new(ctx.store.clone())
         .owns(<Pod as Resource>::KIND)
+        .adopts(<Pod as Resource>::KIND, |rs| rs.spec.selector.as_ref())
         .run(
             replica_set::reconcile,
             replica_set::error_policy,
@@ -52,6 +73,7 @@ pub async fn run(ctx: Context) {
         );
     let deployments = Controller::<Deployment>::new(ctx.store.clone())
         .owns(<ReplicaSet as Resource>::KIND)
+        .adopts(<ReplicaSet as Resource>::KIND, |d| d.spec.selector.as_ref())
         .run(
             deployment::reconcile,
             deployment::error_policy,

@@ -10,7 +10,7 @@
 use std::{sync::Arc, time::Duration};
 
 use berth_api::{
-    Object, ObjectKey, ObjectMeta, Resource,
+    Object, ObjectMeta, Resource,
     apps_v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus},
     core_v1::Pod,
     meta::{ConditionStatus, LabelSelector},
@@ -84,7 +84,8 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action>
         let desired = usize::try_from(rs.spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
         if owned.len() < desired {
             let missing = desired - owned.len();
-            let (created, error) = create_pods(&ctx.store, &rs, template, missing).await;
+            let (created, error) =
+                create_pods(&ctx.store, &rs, template, owned.len(), missing).await;
             owned.extend(created);
             failure = error.map(store_error("create pods"));
         } else if owned.len() > desired {
@@ -234,18 +235,37 @@ pub fn pod_from_template(rs: &ReplicaSet, template: &berth_api::core_v1::PodTemp
     }
 }
 
-/// Creates `count` pods in slow-start batches; stops at the first failure.
+/// Creates up to `count` pods in slow-start batches; stops at the first failure. Before each
+/// pod it reads the ReplicaSet again and stops once `have` plus the pods created reach its
+/// current replicas: a Deployment scaling it down meanwhile is not overrun.
 async fn create_pods(
     store: &RedbStore,
     rs: &ReplicaSet,
     template: &berth_api::core_v1::PodTemplateSpec,
+    have: usize,
     count: usize,
 ) -> (Vec<Pod>, Option<berth_store::Error>) {
+    let namespace = namespace_of(&rs.metadata);
     let mut created = Vec::new();
     let mut batch = SLOW_START_INITIAL_BATCH;
     while created.len() < count {
         let this_batch = batch.min(count - created.len());
         for _ in 0..this_batch {
+            match store
+                .get_as::<ReplicaSet>(Some(&namespace), rs.metadata.name())
+                .await
+            {
+                Ok(current) if current.metadata.uid == rs.metadata.uid => {
+                    let desired =
+                        usize::try_from(current.spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
+                    if have + created.len() >= desired {
+                        return (created, None);
+                    }
+                }
+                Ok(_) => return (created, None),
+                Err(err) if err.is_not_found() => return (created, None),
+                Err(err) => return (created, Some(err)),
+            }
             match store.create(pod_from_template(rs, template)).await {
                 Ok(Object::Pod(pod)) => {
                     tracing::debug!(pod = %pod.metadata.name(), "created pod");
@@ -271,6 +291,18 @@ async fn delete_pod(store: &RedbStore, pod: &Pod) -> berth_store::Result<()> {
         Err(err) if err.is_not_found() => Ok(()),
         Err(err) => Err(err),
     }
+}
+
+/// `error: cause: cause`, for a condition's message.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 fn calculate_status(
@@ -301,7 +333,7 @@ fn calculate_status(
             status: ConditionStatus::True,
             last_transition_time: Some(ctx.clock.now()),
             reason: Some("FailedCreate".to_owned()),
-            message: Some(err.to_string()),
+            message: Some(error_chain(err)),
         }),
         (None, Some(index)) => {
             conditions.remove(index);
@@ -349,9 +381,4 @@ async fn update_status(
         Err(err) if err.is_not_found() => Ok(()),
         Err(err) => Err(err),
     }
-}
-
-/// The key of a ReplicaSet.
-pub fn key_of(rs: &ReplicaSet) -> ObjectKey {
-    Object::from(rs.clone()).key()
 }

@@ -25,11 +25,12 @@ use std::{
 };
 
 use berth_api::{
-    Object, ObjectKey, Resource,
+    LabelSelector, Object, ObjectKey, Resource,
     apps_v1::{Deployment, ReplicaSet},
     core_v1::Pod,
 };
-use berth_store::{RedbStore, StreamExt, Watch, WatchEvent, WatchFilter, WatchStart};
+use berth_store::{EventType, RedbStore, StreamExt, Watch, WatchEvent, WatchFilter, WatchStart};
+use serde::de::DeserializeOwned;
 use tokio::{task::JoinSet, time::Instant};
 
 /// What to do with a key after a reconcile.
@@ -190,6 +191,57 @@ impl<K: Reconciled> Controller<K> {
         })
     }
 
+    /// Also reconcile, for every change of an orphan `kind` object (one without a controlling
+    /// owner), the objects of kind `K` in its namespace whose selector matches its labels: they
+    /// may adopt it (Kubernetes' `getPodReplicaSets`, `getDeploymentsForReplicaSet`).
+    pub fn adopts(self, kind: &'static str, selector_of: fn(&K) -> Option<&LabelSelector>) -> Self
+    where
+        K: Resource + DeserializeOwned,
+    {
+        let store = self.store.clone();
+        self.watches(move |event: WatchEvent| {
+            let store = store.clone();
+            async move {
+                let object = &event.object;
+                if object.kind() != kind
+                    || event.event_type == EventType::Deleted
+                    || object
+                        .metadata()
+                        .owner_references
+                        .iter()
+                        .any(|r| r.controller == Some(true))
+                {
+                    return Vec::new();
+                }
+                let namespace = object.metadata().namespace.as_deref();
+                let owners = match store.list_as::<K>(namespace, None).await {
+                    Ok(list) => list.items,
+                    Err(err) => {
+                        tracing::warn!(
+                            ?err,
+                            kind = <K as Resource>::KIND,
+                            "cannot list possible owners"
+                        );
+                        return Vec::new();
+                    }
+                };
+                owners
+                    .into_iter()
+                    .filter(|owner| {
+                        selector_of(owner)
+                            .is_some_and(|s| !s.is_empty() && s.matches(&object.metadata().labels))
+                    })
+                    .map(|owner| {
+                        berth_store::key_of::<K>(
+                            owner.metadata().namespace.as_deref(),
+                            owner.metadata().name(),
+                        )
+                    })
+                    .collect()
+            }
+        })
+    }
+
     /// Also reconcile the keys `mapper` names for each change.
     pub fn watches<F, Fut>(mut self, mapper: F) -> Self
     where
@@ -206,7 +258,8 @@ impl<K: Reconciled> Controller<K> {
         self
     }
 
-    /// Runs until the store's watch ends (the store is gone); abort the task to stop it sooner.
+    /// Runs until the store's change feed closes, which does not happen while the controller
+    /// holds its handle: spawn it and abort the task to stop it.
     pub async fn run<C, E, R, RFut, P>(self, reconcile: R, error_policy: P, ctx: Arc<C>)
     where
         C: Send + Sync + 'static,

@@ -78,8 +78,8 @@ impl FakeKubelet {
             .unwrap_or(self.readiness)
     }
 
-    /// Runs until the store is dropped; abort it to stop. Watches again from the current state
-    /// when the watch falls behind.
+    /// Runs until the store's change feed closes: spawn it and abort the task to stop it.
+    /// Watches again from the current state when the watch falls behind.
     pub async fn run(self) {
         let mut lifecycles = JoinSet::new();
         let mut started: HashSet<Option<String>> = HashSet::new();

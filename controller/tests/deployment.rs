@@ -105,6 +105,34 @@ fn condition(
         .cloned()
 }
 
+/// At most `replicas + max_surge` pods, at least `replicas - max_unavailable` available.
+fn bounds(
+    replicas: i32,
+    max_surge: i32,
+    max_unavailable: i32,
+    min_ready_seconds: i32,
+) -> impl Fn(&BTreeMap<String, Pod>, &Clock) -> Result<(), String> + Send + 'static {
+    move |pods, clock| {
+        let live: Vec<&Pod> = pods.values().filter(|p| pods::is_active(p)).collect();
+        let available = live
+            .iter()
+            .filter(|p| pods::is_available(p, min_ready_seconds, clock))
+            .count() as i32;
+        if live.len() as i32 > replicas + max_surge {
+            return Err(format!(
+                "{} pods, more than {replicas} + maxSurge {max_surge}",
+                live.len()
+            ));
+        }
+        if available < replicas - max_unavailable {
+            return Err(format!(
+                "{available} available, fewer than {replicas} - maxUnavailable {max_unavailable}"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Creates the Deployment and waits for its first rollout to complete.
 async fn deploy(cluster: &Cluster, d: berth_api::apps_v1::Deployment) {
     let name = d.metadata.name().to_owned();
@@ -128,10 +156,9 @@ fn rolling_update_case(
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let cluster = Cluster::start(|k| {
-            k.image("busybox:2", Readiness::After(Duration::from_secs(3)))
-        })
-        .await;
+        let cluster =
+            Cluster::start(|k| k.image("busybox:2", Readiness::After(Duration::from_secs(3))))
+                .await;
         let mut d = deployment("web", replicas, "busybox:1");
         rolling(&mut d, surge.clone(), unavailable.clone());
         d.spec.min_ready_seconds = Some(min_ready_seconds);
@@ -148,31 +175,20 @@ fn rolling_update_case(
         let max_unavailable = max_unavailable.min(replicas);
         deploy(&cluster, d).await;
 
-        let invariant = Invariant::watch(&cluster, move |pods, clock| {
-            let live: Vec<&Pod> = pods.values().filter(|p| pods::is_active(p)).collect();
-            let available = live
-                .iter()
-                .filter(|p| pods::is_available(p, min_ready_seconds, clock))
-                .count() as i32;
-            if live.len() as i32 > replicas + max_surge {
-                return Err(format!(
-                    "{} pods, more than {replicas} + maxSurge {max_surge}",
-                    live.len()
-                ));
-            }
-            if available < replicas - max_unavailable {
-                return Err(format!(
-                    "{available} available, fewer than {replicas} - maxUnavailable {max_unavailable}"
-                ));
-            }
-            Ok(())
-        })
+        let invariant = Invariant::watch(
+            &cluster,
+            bounds(replicas, max_surge, max_unavailable, min_ready_seconds),
+        )
         .await;
         cluster.edit("web", |d| set_image(d, "busybox:2")).await;
         cluster
             .eventually(TEN_MINUTES, "the rolling update", || async {
                 cluster.rollout_complete("web").await
-                    && cluster.pods().await.iter().all(|p| image_of(p) == "busybox:2")
+                    && cluster
+                        .pods()
+                        .await
+                        .iter()
+                        .all(|p| image_of(p) == "busybox:2")
             })
             .await;
         let (violations, changes) = invariant.finish();
@@ -182,10 +198,16 @@ fn rolling_update_case(
         }
         let d = cluster.deployment("web").await;
         let progressing = condition(&d, DeploymentConditionType::Progressing).unwrap();
-        assert_eq!(progressing.reason.as_deref(), Some("NewReplicaSetAvailable"));
+        assert_eq!(
+            progressing.reason.as_deref(),
+            Some("NewReplicaSetAvailable")
+        );
         let available = condition(&d, DeploymentConditionType::Available).unwrap();
         assert_eq!(available.status, ConditionStatus::True);
-        assert_eq!(available.reason.as_deref(), Some("MinimumReplicasAvailable"));
+        assert_eq!(
+            available.reason.as_deref(),
+            Some("MinimumReplicasAvailable")
+        );
         let rss = cluster.replica_sets().await;
         assert_eq!(rss.len(), 2);
         assert_eq!(rss[0].spec.replicas, Some(0));
@@ -299,8 +321,7 @@ async fn recreate_never_runs_old_and_new_pods_together() {
     recreate(&mut d);
     deploy(&cluster, d).await;
     let invariant = Invariant::watch(&cluster, |pods, _| {
-        let mut images: Vec<&str> = pods.values().map(image_of).collect();
-        images.dedup();
+        let images: std::collections::BTreeSet<&str> = pods.values().map(image_of).collect();
         if images.len() > 1 {
             return Err(format!("old and new pods together: {images:?}"));
         }
@@ -624,4 +645,170 @@ async fn scaling_mid_rollout_is_proportional() {
         );
         assert_eq!(rs.metadata.annotations[util::MAX_REPLICAS_ANNOTATION], "23");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_set_name_taken_by_another_template_bumps_the_collision_count() {
+    let cluster = Cluster::store_only();
+    let d = deployment("web", 2, "busybox:1");
+    let hash = berth_controller::hash::compute_hash(&d.spec.template, None);
+    // An orphan ReplicaSet that has the name the Deployment's would get, another template, and
+    // labels the Deployment selects: the Deployment adopts it as an old ReplicaSet.
+    let mut squatter = berth_api::testing::replica_set(&format!("web-{hash}"), 0);
+    squatter.metadata.labels = d.spec.template.metadata.labels.clone();
+    squatter.spec.template.as_mut().unwrap().spec.containers[0].image = Some("other:1".into());
+    cluster.store.create(squatter).await.unwrap();
+    let cluster = cluster.with_controllers(|k| k);
+    deploy(&cluster, d).await;
+    let d = cluster.deployment("web").await;
+    assert_eq!(d.status.as_ref().unwrap().collision_count, Some(1));
+    let rss = cluster.replica_sets().await;
+    assert_eq!(rss.len(), 2);
+    let new_hash = berth_controller::hash::compute_hash(&d.spec.template, Some(1));
+    let new_rs = rss.iter().find(|rs| rs.spec.replicas == Some(2)).unwrap();
+    assert_eq!(new_rs.metadata.name(), format!("web-{new_hash}"));
+    let squatter = rss
+        .iter()
+        .find(|rs| rs.metadata.name() == format!("web-{hash}"))
+        .unwrap();
+    assert_eq!(squatter.spec.replicas, Some(0));
+    assert_eq!(
+        pods::controller_of(&squatter.metadata).map(|o| o.name.as_str()),
+        Some("web"),
+        "adopted"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_to_create_are_reported_in_conditions() {
+    let cluster = Cluster::store_only();
+    let mut team = berth_api::core_v1::Namespace::default();
+    team.metadata.name = Some("team".into());
+    team.metadata.finalizers = vec!["kubernetes".into()];
+    cluster.store.create(team).await.unwrap();
+    let mut d = deployment("web", 1, "busybox:1");
+    d.metadata.namespace = Some("team".into());
+    cluster.store.create(d).await.unwrap();
+    let mut rs = berth_api::testing::replica_set("solo", 1);
+    rs.metadata.namespace = Some("team".into());
+    cluster.store.create(rs).await.unwrap();
+    // The namespace is terminating: nothing new can be created in it.
+    let namespace = berth_store::key_of::<berth_api::core_v1::Namespace>(None, "team");
+    cluster
+        .store
+        .delete(&namespace, Default::default())
+        .await
+        .unwrap();
+    let cluster = cluster.with_controllers(|k| k);
+
+    cluster
+        .eventually(MINUTE, "ReplicaSetCreateError", || async {
+            let d = cluster
+                .store
+                .get_as::<berth_api::apps_v1::Deployment>(Some("team"), "web")
+                .await
+                .unwrap();
+            condition(&d, DeploymentConditionType::Progressing).is_some_and(|c| {
+                c.status == ConditionStatus::False
+                    && c.reason.as_deref() == Some("ReplicaSetCreateError")
+                    && c.message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("Failed to create new replica set \"web-"))
+            })
+        })
+        .await;
+    cluster
+        .eventually(MINUTE, "the ReplicaSet's FailedCreate", || async {
+            let rs = cluster
+                .store
+                .get_as::<ReplicaSet>(Some("team"), "solo")
+                .await
+                .unwrap();
+            rs.status.is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "ReplicaFailure"
+                        && c.reason.as_deref() == Some("FailedCreate")
+                        && c.message.as_deref().is_some_and(|m| m.contains("terminat"))
+                })
+            })
+        })
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_template_mid_rollout_keeps_the_bounds_across_three_replica_sets() {
+    let cluster = Cluster::start(|k| k.ready_after(Readiness::After(Duration::from_secs(5)))).await;
+    let mut d = deployment("web", 6, "busybox:1");
+    rolling(&mut d, 2.into(), 1.into());
+    deploy(&cluster, d).await;
+    let invariant = Invariant::watch(&cluster, bounds(6, 2, 1, 0)).await;
+    cluster.edit("web", |d| set_image(d, "busybox:2")).await;
+    cluster
+        .eventually(MINUTE, "some busybox:2 pods ready", || async {
+            cluster
+                .pods()
+                .await
+                .iter()
+                .filter(|p| image_of(p) == "busybox:2" && pods::is_ready(p))
+                .count()
+                >= 2
+        })
+        .await;
+    assert!(
+        cluster
+            .pods()
+            .await
+            .iter()
+            .any(|p| image_of(p) == "busybox:1"),
+        "mid-way"
+    );
+    cluster.edit("web", |d| set_image(d, "busybox:3")).await;
+    cluster
+        .eventually(TEN_MINUTES, "the rollout to busybox:3", || async {
+            cluster.rollout_complete("web").await
+                && cluster
+                    .pods()
+                    .await
+                    .iter()
+                    .all(|p| image_of(p) == "busybox:3")
+        })
+        .await;
+    let (violations, _) = invariant.finish();
+    assert!(violations.is_empty(), "{violations:#?}");
+    let rss = cluster.replica_sets().await;
+    assert_eq!(rss.len(), 3);
+    assert_eq!(
+        rss.iter()
+            .map(|rs| rs.spec.replicas.unwrap())
+            .collect::<Vec<_>>(),
+        [0, 0, 6]
+    );
+}
+
+/// The same bounds on a multi-threaded runtime in real time, where the controllers really run
+/// in parallel (the daemon's setting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rolling_update_keeps_the_bounds_on_a_multi_threaded_runtime() {
+    let cluster = Cluster::start(|k| {
+        k.start_after(Duration::from_millis(20))
+            .ready_after(Readiness::After(Duration::from_millis(50)))
+    })
+    .await;
+    let mut d = deployment("web", 8, "busybox:1");
+    rolling(&mut d, 2.into(), 2.into());
+    deploy(&cluster, d).await;
+    let invariant = Invariant::watch(&cluster, bounds(8, 2, 2, 0)).await;
+    for version in 2..=4 {
+        let image = format!("busybox:{version}");
+        cluster.edit("web", |d| set_image(d, &image)).await;
+        cluster
+            .eventually(MINUTE, "the rollout", || async {
+                cluster.rollout_complete("web").await
+                    && cluster.pods().await.iter().all(|p| image_of(p) == image)
+            })
+            .await;
+    }
+    let (violations, changes) = invariant.finish();
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert!(changes > 24);
 }

@@ -192,3 +192,39 @@ async fn available_replicas_wait_for_min_ready_seconds() {
         })
         .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_satisfied_replica_set_adopts_a_new_orphan_and_trims_the_excess() {
+    let cluster = Cluster::start(|k| k).await;
+    cluster
+        .store
+        .create(berth_api::testing::replica_set("web", 2))
+        .await
+        .unwrap();
+    cluster
+        .eventually(MINUTE, "2 ready", || status_matches(&cluster, "web", 2, 2))
+        .await;
+    let mut orphan = berth_api::testing::pod("orphan").build();
+    orphan.metadata.labels.insert("app".into(), "web".into());
+    cluster.store.create(orphan).await.unwrap();
+    cluster
+        .eventually(
+            MINUTE,
+            "the orphan adopted and, not ready, deleted",
+            || async {
+                let pods = cluster.pods().await;
+                pods.len() == 2
+                    && pods
+                        .iter()
+                        .all(|p| pods::controller_of(&p.metadata).is_some_and(|o| o.name == "web"))
+            },
+        )
+        .await;
+    assert!(
+        cluster
+            .pods()
+            .await
+            .iter()
+            .all(|p| p.metadata.name() != "orphan")
+    );
+}

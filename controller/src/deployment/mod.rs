@@ -5,10 +5,10 @@
 //! 1. claim the ReplicaSets (adopt orphans that match the selector, release owned ones that no
 //!    longer do) and read their pods;
 //! 2. paused, or `replicas` changed mid-rollout (a ReplicaSet's desired-replicas annotation
-//!    differs): only [`scale`](Rollout::scale) (proportionally across the ReplicaSets) and, if
+//!    differs): only scale (proportionally across the ReplicaSets) and, if
 //!    paused, clean up old revisions;
-//! 3. otherwise roll out by the strategy: [`rolling`] (maxSurge, maxUnavailable, minReadySeconds
-//!    at every step) or [`recreate`] (old pods gone before new ones start);
+//! 3. otherwise roll out by the strategy: RollingUpdate (maxSurge, maxUnavailable, minReadySeconds
+//!    at every step) or Recreate (old pods gone before new ones start);
 //! 4. write the status (counts and the Available and Progressing conditions, with Kubernetes'
 //!    reasons and messages) and requeue for the progress deadline or a pod becoming available.
 //!
@@ -155,10 +155,13 @@ fn count<'a>(pods: impl Iterator<Item = &'a Pod>) -> i32 {
     i32::try_from(pods.count()).unwrap_or(i32::MAX)
 }
 
+/// Oldest first. Creation timestamps have second precision: within a second the older
+/// revision comes first.
 fn creation_order(a: &ReplicaSet, b: &ReplicaSet) -> std::cmp::Ordering {
     a.metadata
         .creation_timestamp
         .cmp(&b.metadata.creation_timestamp)
+        .then_with(|| revision(&a.metadata).cmp(&revision(&b.metadata)))
         .then_with(|| a.metadata.name.cmp(&b.metadata.name))
 }
 
@@ -550,7 +553,21 @@ impl<'a> Rollout<'a> {
                 }
                 existing
             }
-            Err(err) => return Err(self.store_error("create the new replica set")(err)),
+            Err(err) => {
+                if util::progress_deadline(&self.d).is_some() {
+                    let condition = progress::new_condition(
+                        progress::PROGRESSING,
+                        berth_api::meta::ConditionStatus::False,
+                        progress::FAILED_RS_CREATE_REASON,
+                        format!("Failed to create new replica set {name:?}: {err}"),
+                        &self.ctx.clock,
+                    );
+                    progress::set_condition(&mut self.status, condition);
+                    self.status = self.status_with_counts();
+                    self.write_status().await?;
+                }
+                return Err(self.store_error("create the new replica set")(err));
+            }
         };
         let revision = revision(&created.metadata);
         self.owned.push(Owned {

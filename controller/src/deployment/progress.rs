@@ -21,6 +21,7 @@ pub const FOUND_NEW_RS_REASON: &str = "FoundNewReplicaSet";
 pub const RS_UPDATED_REASON: &str = "ReplicaSetUpdated";
 pub const NEW_RS_AVAILABLE_REASON: &str = "NewReplicaSetAvailable";
 pub const TIMED_OUT_REASON: &str = "ProgressDeadlineExceeded";
+pub const FAILED_RS_CREATE_REASON: &str = "ReplicaSetCreateError";
 pub const PAUSED_REASON: &str = "DeploymentPaused";
 pub const RESUMED_REASON: &str = "DeploymentResumed";
 pub const MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
@@ -137,6 +138,33 @@ impl Rollout<'_> {
         status
     }
 
+    /// The status with fresh counts and the conditions built so far.
+    pub(super) fn status_with_counts(&self) -> DeploymentStatus {
+        self.calculate_status()
+    }
+
+    /// Kubernetes' `getReplicaFailures`: the ReplicaFailure condition of the new ReplicaSet, else
+    /// of an old one, as a Deployment condition.
+    fn replica_failure(&self) -> Option<DeploymentCondition> {
+        let new = self.new.into_iter();
+        let old = self.old_indices().into_iter();
+        new.chain(old).find_map(|i| {
+            let status = self.owned[i].rs.status.as_ref()?;
+            let failure = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "ReplicaFailure" && c.status == ConditionStatus::True)?;
+            Some(DeploymentCondition {
+                type_: DeploymentConditionType::ReplicaFailure,
+                status: failure.status,
+                last_update_time: failure.last_transition_time,
+                last_transition_time: failure.last_transition_time,
+                reason: failure.reason.clone(),
+                message: failure.message.clone(),
+            })
+        })
+    }
+
     /// Kubernetes' `checkPausedConditions`: Progressing is Unknown while paused.
     pub(super) fn check_paused_conditions(&mut self) {
         if util::progress_deadline(&self.d).is_none() {
@@ -217,6 +245,10 @@ impl Rollout<'_> {
                     }
                 }
             }
+        }
+        match self.replica_failure() {
+            Some(failure) => set_condition(&mut status, failure),
+            None => remove_condition(&mut status, DeploymentConditionType::ReplicaFailure),
         }
         self.status = status;
         self.write_status().await?;

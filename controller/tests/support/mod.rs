@@ -40,7 +40,10 @@ impl Cluster {
 
     /// Only the store: put objects in before the controllers start.
     pub fn store_only() -> Self {
-        let store = RedbStore::open_in_memory(Options::default()).unwrap();
+        Self::from_store(RedbStore::open_in_memory(Options::default()).unwrap())
+    }
+
+    pub fn from_store(store: RedbStore) -> Self {
         Self {
             store,
             clock: Clock::new(),

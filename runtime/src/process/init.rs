@@ -2,7 +2,7 @@
 //! ends in `execve` of the user's process or `_exit` after reporting why it could not.
 //!
 //! It talks to the shim over two pipes: `go` (the shim placed it in the cgroup, it may unshare
-//! its cgroup namespace; on cgroup v1 the rootfs is set up meanwhile) and the CLOEXEC `status` pipe ([`StatusMessage`]: `Ready`, or an error;
+//! its cgroup namespace) and the CLOEXEC `status` pipe ([`StatusMessage`]: `Ready`, or an error;
 //! end-of-file after `Ready` means the exec succeeded). It waits for `start` on a fifo whose
 //! read end it opened before pivot_root.
 
@@ -145,25 +145,6 @@ fn write_all(fd: &OwnedFd, bytes: &[u8]) {
     }
 }
 
-/// Block until the shim says the process is in the container's cgroup.
-fn wait_for_go(go: &OwnedFd) -> Result<(), InitError> {
-    let mut byte = [0u8; 1];
-    loop {
-        match nix::unistd::read(go, &mut byte) {
-            Ok(1) => return Ok(()),
-            Ok(_) => {
-                return Err(InitError::Sync(SyscallError::new(
-                    "read",
-                    "go pipe",
-                    Errno::EPIPE,
-                )));
-            }
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(InitError::Sync(SyscallError::new("read", "go pipe", e))),
-        }
-    }
-}
-
 /// Run the init. Never returns: execs the user's process or exits after reporting.
 pub fn run(syscall: &dyn Syscall, ctx: InitContext<'_>) -> ! {
     let status = match ctx.status.try_clone() {
@@ -197,6 +178,24 @@ fn setup_and_exec(
         Errno::result(rc).map_err(|e| InitError::Sync(SyscallError::new("dup2", target, e)))?;
     }
 
+    // Wait until the shim has put this process into the container's cgroup.
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(&ctx.go, &mut byte) {
+            Ok(1) => break,
+            Ok(_) => {
+                return Err(InitError::Sync(SyscallError::new(
+                    "read",
+                    "go pipe",
+                    Errno::EPIPE,
+                )));
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(InitError::Sync(SyscallError::new("read", "go pipe", e))),
+        }
+    }
+    drop(ctx.go);
+
     // Own session: the terminal's signals reach berth, which forwards them.
     let _ = nix::unistd::setsid();
 
@@ -206,20 +205,8 @@ fn setup_and_exec(
             .map_err(InitError::Namespace)?;
     }
     drop(ctx.joins);
-    // On cgroup v2 the rootfs mounts a cgroup2 filesystem, rooted at the cgroup namespace: the
-    // placement and that namespace come first. On v1 it bind-mounts the host's directories, so
-    // the cgroup namespace alone waits for the placement, after the rootfs (below).
-    let flags = unshare_flags(config);
-    let place_first = ctx.cgroup_version == CgroupVersion::V2;
-    if place_first {
-        wait_for_go(&ctx.go)?;
-    }
     syscall
-        .unshare(if place_first {
-            flags
-        } else {
-            flags - CloneFlags::CLONE_NEWCGROUP
-        })
+        .unshare(unshare_flags(config))
         .map_err(InitError::Namespace)?;
     if config.namespaces.network == NamespaceMode::New {
         syscall.set_loopback_up().map_err(InitError::Namespace)?;
@@ -263,19 +250,6 @@ fn setup_and_exec(
     rootfs.prepare(&plan).map_err(InitError::Rootfs)?;
     rootfs.pivot(&ctx.rootfs).map_err(InitError::Rootfs)?;
     rootfs.harden(&plan).map_err(InitError::Rootfs)?;
-
-    if !place_first {
-        // The shim placed this process into the container's cgroup while the rootfs was set
-        // up: the first cgroup.procs write waits for an RCU grace period, which this overlaps.
-        // Nothing of the user's has run yet.
-        wait_for_go(&ctx.go)?;
-        if flags.contains(CloneFlags::CLONE_NEWCGROUP) {
-            syscall
-                .unshare(CloneFlags::CLONE_NEWCGROUP)
-                .map_err(InitError::Namespace)?;
-        }
-    }
-    drop(ctx.go);
 
     // From here on every path is inside the container.
     let user = &config.process.user;

@@ -151,7 +151,7 @@ pub(crate) fn fork(args: &ShimArgs, sync: &OwnedFd) -> Result<Pid, Errno> {
             }
             // SAFETY: closes this child's copies of the caller's descriptors (lock files,
             // signalfds, pipes) so that none lives on in the shim.
-            unsafe {
+            let closed = unsafe {
                 libc::syscall(
                     libc::SYS_close_range,
                     (super::SYNC_FD + 1) as u32,
@@ -159,6 +159,10 @@ pub(crate) fn fork(args: &ShimArgs, sync: &OwnedFd) -> Result<Pid, Errno> {
                     0u32,
                 )
             };
+            if closed < 0 {
+                // SAFETY: as above; the caller sees the shim lost.
+                unsafe { libc::_exit(125) }
+            }
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
             let code = run(args.clone());
             // SAFETY: _exit skips the caller's atexit handlers and buffered stdout, which
@@ -409,13 +413,6 @@ impl<'a> Shim<'a> {
         if let Err(source) = placed {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             let _ = waitpid(init, None);
-            // On v1 the init sets the rootfs up meanwhile: its own failure, which made the
-            // placement fail (the process was gone), is the one to report.
-            if let Some(StatusMessage::Failed { code, message }) =
-                read_messages(&pipes.status.0).into_iter().next()
-            {
-                return Err(ShimError::Init { code, message });
-            }
             return Err(ShimError::Cgroup { id, source });
         }
         let go = write_all(pipes.go.1.as_fd(), b"G");
