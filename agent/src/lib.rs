@@ -4,6 +4,9 @@
 //! its decisions are plain logic with an injected clock ([`restart`]), probes run through
 //! [`probe`], and [`status`] turns container states into a Kubernetes `PodStatus`.
 
+#[cfg(target_os = "linux")]
+pub mod linux;
+pub mod pod;
 pub mod probe;
 pub mod restart;
 pub mod runtime;

@@ -187,6 +187,22 @@ pub struct ContainerSpec {
     /// Sent by [`ContainerRuntime::stop`] unless the caller names another.
     pub stop_signal: Option<Signal>,
     pub tty: bool,
+    /// Privileges of the process (Kubernetes' `securityContext`).
+    pub security: Security,
+}
+
+/// What the container's process may do beyond an unprivileged default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// All capabilities, all devices, no seccomp or read-only paths (`privileged: true`).
+    pub privileged: bool,
+    pub read_only_root_filesystem: bool,
+    /// Capabilities added to the runtime's default set (`NET_ADMIN`, without `CAP_`).
+    pub capabilities_add: Vec<String>,
+    /// Capabilities dropped from it (`ALL` drops every one).
+    pub capabilities_drop: Vec<String>,
+    /// `allowPrivilegeEscalation: false` sets `no_new_privs`.
+    pub no_new_privileges: bool,
 }
 
 /// The identity a container's process runs as.

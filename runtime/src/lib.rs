@@ -14,3 +14,5 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod shim;
 pub mod syscall;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -2,19 +2,19 @@
 //! create and start the container; in the foreground stream its output, proxy signals and exit
 //! with its exit code, detached print its id.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use berth_runtime::cgroup::{CpuQuota, Resources};
-use berth_runtime::container::config::{ImageRef, NamespaceMode, User};
+use berth_runtime::container::config::{ImageRef, NamespaceMode};
 use berth_runtime::container::{
     ContainerConfig, ContainerId, CreateOptions, LinuxRuntime, RuntimeConfig, RuntimeError,
     SignalProxy,
 };
 use berth_runtime::image::{ImageConfig, ImageStore, ResolvedImage};
-use berth_runtime::syscall::{LinuxSyscall, secure_join};
+use berth_runtime::syscall::LinuxSyscall;
 
 use crate::cli::{GlobalArgs, NetworkMode, RunArgs};
 
@@ -185,69 +185,6 @@ pub fn parse_cpus(text: &str) -> anyhow::Result<CpuQuota> {
     })
 }
 
-/// `uid[:gid]` or names, looked up in the image's /etc/passwd and /etc/group (top layer
-/// first). A uid without gid takes the passwd entry's group, else 0; supplementary groups are
-/// those listing the user's name.
-pub fn resolve_user(spec: &str, layers: &[PathBuf]) -> anyhow::Result<User> {
-    let passwd = read_from_layers(layers, "/etc/passwd");
-    let group = read_from_layers(layers, "/etc/group");
-    let (user_part, group_part) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let entry = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 4 && (f[0] == user_part || f[2] == user_part));
-    let uid: u32 = match user_part.parse() {
-        Ok(uid) => uid,
-        Err(_) => match &entry {
-            Some(f) => f[2].parse().context("invalid uid in /etc/passwd")?,
-            None => bail!("unable to find user {user_part}: no matching entries in passwd file"),
-        },
-    };
-    let gid: u32 = match group_part {
-        Some(g) => match g.parse() {
-            Ok(gid) => gid,
-            Err(_) => group
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() >= 3 && f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .with_context(|| {
-                    format!("unable to find group {g}: no matching entries in group file")
-                })?,
-        },
-        None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
-    };
-    let name = entry.as_ref().map(|f| f[0].to_string());
-    let additional_gids = group
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| {
-            f.len() >= 4
-                && name
-                    .as_deref()
-                    .is_some_and(|n| f[3].split(',').any(|m| m == n))
-        })
-        .filter_map(|f| f[2].parse().ok())
-        .filter(|g| *g != gid)
-        .collect();
-    Ok(User {
-        uid,
-        gid,
-        additional_gids,
-    })
-}
-
-fn read_from_layers(layers: &[PathBuf], path: &str) -> String {
-    layers
-        .iter()
-        .rev()
-        .find_map(|layer| std::fs::read_to_string(secure_join(layer, Path::new(path))).ok())
-        .unwrap_or_default()
-}
-
 /// Capability names after `--cap-drop` then `--cap-add` (`ALL` allowed in both), as docker.
 pub fn merge_capabilities(defaults: &[String], add: &[String], drop: &[String]) -> Vec<String> {
     let canonical = |c: &str| {
@@ -308,7 +245,8 @@ fn container_config(args: &RunArgs, image: &ResolvedImage) -> anyhow::Result<Con
         .or(image.config.user.as_deref())
         .filter(|u| !u.is_empty());
     if let Some(user) = user {
-        config.process.user = resolve_user(user, &image.layers)?;
+        config.process.user = berth_runtime::container::resolve_user(user, &image.layers)
+            .with_context(|| format!("image {}: user {user:?}", args.image))?;
     }
     config.process.capabilities =
         merge_capabilities(&config.process.capabilities, &args.cap_add, &args.cap_drop);
@@ -406,60 +344,6 @@ mod tests {
         assert_eq!(parse_cpus("2").unwrap().quota_us, 200_000);
         assert!(parse_cpus("0").is_err());
         assert!(parse_cpus("lots").is_err());
-    }
-
-    #[test]
-    fn users_resolve_from_the_image_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let lower = dir.path().join("lower");
-        let upper = dir.path().join("upper");
-        std::fs::create_dir_all(lower.join("etc")).unwrap();
-        std::fs::create_dir_all(upper.join("etc")).unwrap();
-        std::fs::write(lower.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
-        std::fs::write(
-            upper.join("etc/passwd"),
-            "root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n",
-        )
-        .unwrap();
-        std::fs::write(
-            upper.join("etc/group"),
-            "root:x:0:\nwww:x:33:\nlogs:x:40:www,root\n",
-        )
-        .unwrap();
-        let layers = vec![lower, upper];
-        assert_eq!(
-            resolve_user("www", &layers).unwrap(),
-            User {
-                uid: 33,
-                gid: 33,
-                additional_gids: vec![40]
-            }
-        );
-        assert_eq!(
-            resolve_user("1000", &layers).unwrap(),
-            User {
-                uid: 1000,
-                gid: 0,
-                additional_gids: vec![]
-            }
-        );
-        assert_eq!(
-            resolve_user("33:logs", &layers).unwrap(),
-            User {
-                uid: 33,
-                gid: 40,
-                additional_gids: vec![]
-            }
-        );
-        assert_eq!(
-            resolve_user("5:6", &layers).unwrap(),
-            User {
-                uid: 5,
-                gid: 6,
-                additional_gids: vec![]
-            }
-        );
-        assert!(resolve_user("nobody", &layers).is_err());
     }
 
     #[test]

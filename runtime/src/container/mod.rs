@@ -25,6 +25,7 @@ pub mod list;
 pub mod start;
 pub mod state;
 pub mod stop;
+pub mod user;
 pub mod wait;
 
 use std::os::fd::OwnedFd;
@@ -40,6 +41,7 @@ pub use create::{CreateOptions, Created, ShimProcess};
 pub use exec::{ExecConfig, ExecIo, ExecOutput};
 pub use list::ContainerInfo;
 pub use state::{ExitStatus, Reason, State, StateError, Status};
+pub use user::{UserError, resolve_user};
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 

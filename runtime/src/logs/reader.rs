@@ -222,30 +222,40 @@ impl LogReader {
         if self.drain(current)? {
             return Ok(true);
         }
-        let identity = match std::fs::metadata(&self.path) {
-            Ok(meta) => (meta.dev(), meta.ino()),
+        // Open first and take the identity from the open file: a rotation between a `stat` of
+        // the path and its `open` would otherwise skip a file or find no file at all.
+        let next = match open_followed(&self.path) {
+            Ok(next) => next,
             // Between the rotation's rename/removal and the new file's creation.
-            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(false),
-            Err(source) => {
-                return Err(LogError::Read {
-                    path: self.path.clone(),
-                    source,
-                });
+            Err(LogError::Open { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                return Ok(false);
             }
+            Err(err) => return Err(err),
         };
-        if identity == current.identity {
+        if next.identity == current.identity {
             return Ok(false);
         }
         // Rotated: first what was written to the old file before the rename, then the files
-        // rotated after it (more than one rotation may have happened since the last poll),
-        // then the new current file.
+        // rotated after it (more than one rotation may have happened since the last poll), up
+        // to the file just opened, which may itself have been rotated since, then that file.
         self.drain(current)?;
         if !current.partial_line.is_empty() {
             tracing::warn!(path = %self.path.display(), "dropping torn record at end of rotated log");
         }
         for file in self.rotated_after(current.identity)?.iter().rev() {
-            match std::fs::read(file) {
-                Ok(content) => self.consume(file, &content),
+            let content = std::fs::File::open(file).and_then(|mut f| {
+                let meta = f.metadata()?;
+                if (meta.dev(), meta.ino()) == next.identity {
+                    return Ok(None);
+                }
+                let mut content = Vec::new();
+                f.read_to_end(&mut content)?;
+                Ok(Some(content))
+            });
+            match content {
+                Ok(Some(content)) => self.consume(file, &content),
+                // The file just opened, rotated meanwhile: it is read through its descriptor.
+                Ok(None) => break,
                 Err(err) if err.kind() == ErrorKind::NotFound => {}
                 Err(source) => {
                     return Err(LogError::Read {
@@ -255,7 +265,7 @@ impl LogReader {
                 }
             }
         }
-        *current = open_followed(&self.path)?;
+        *current = next;
         tracing::debug!(path = %self.path.display(), "following rotated log");
         self.drain(current)?;
         Ok(true)

@@ -1,0 +1,65 @@
+//! Test support for other crates (feature `testing`): a runner for root-only test binaries that
+//! start real containers.
+//!
+//! Such a binary is built with `harness = false` so that it can itself be re-executed as berth's
+//! shim: its `main` calls [`crate::shim::run_if_shim`] first, then [`run_tests`].
+
+use std::time::Instant;
+
+/// A named test taking the shared fixture.
+pub type Test<F> = (&'static str, fn(&F));
+
+/// Run `tests` against one fixture, understanding the libtest command line that cargo test and
+/// nextest use: `--list [--ignored]` lists, positional filters select (by substring, or whole
+/// name with `--exact`). The fixture is dropped (its cleanup runs) before the process exits 1
+/// when a test failed.
+pub fn run_tests<F>(tests: &[Test<F>], fixture: impl FnOnce() -> F) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    if flag("--list") {
+        if !flag("--ignored") {
+            tests.iter().for_each(|(name, _)| println!("{name}: test"));
+        }
+        return;
+    }
+    let filters: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with('-') && a.as_str() != "terse")
+        .collect();
+    let selected = |name: &str| {
+        filters.is_empty()
+            || filters.iter().any(|f| {
+                if flag("--exact") {
+                    name == f.as_str()
+                } else {
+                    name.contains(f.as_str())
+                }
+            })
+    };
+    let fixture = fixture();
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, test) in tests {
+        if !selected(name) {
+            continue;
+        }
+        ran += 1;
+        let began = Instant::now();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&fixture)));
+        let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
+        println!("test {name} ... {verdict} ({:?})", began.elapsed());
+        if outcome.is_err() {
+            failed.push(*name);
+        }
+    }
+    println!(
+        "\ntest result: {} passed; {} failed",
+        ran - failed.len(),
+        failed.len()
+    );
+    drop(fixture); // `exit` would skip its cleanup
+    if !failed.is_empty() {
+        println!("failed: {failed:?}");
+        std::process::exit(1);
+    }
+}
