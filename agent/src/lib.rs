@@ -13,3 +13,16 @@ pub mod runtime;
 pub mod status;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+/// An error and its sources on one line, `: `-separated, for event messages and the runtime
+/// trait's message-carrying variants.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -16,6 +16,7 @@
 //! `/etc/hosts`), a sandbox has no IP beyond loopback, and terminals (`tty`) are not
 //! supported.
 
+use crate::error_chain;
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -214,7 +215,7 @@ impl ContainerRuntime for LinuxContainerRuntime {
                 }
                 other => RuntimeError::Start {
                     id: key.clone(),
-                    message: chain(&other),
+                    message: error_chain(&other),
                 },
             })
         })
@@ -426,7 +427,7 @@ fn create(inner: &Inner, spec: ContainerSpec) -> Result<ContainerId> {
     let image = inner
         .images
         .resolve(&spec.image)
-        .map_err(|err| create_err(chain(&err)))?;
+        .map_err(|err| create_err(error_chain(&err)))?;
     let sandbox = match &spec.sandbox {
         Some(id) => Some(
             inner
@@ -518,7 +519,7 @@ fn create(inner: &Inner, spec: ContainerSpec) -> Result<ContainerId> {
     inner
         .runtime
         .create(config, options)
-        .map_err(|err| create_err(chain(&err)))?;
+        .map_err(|err| create_err(error_chain(&err)))?;
     Ok(ContainerId(id.to_string()))
 }
 
@@ -723,18 +724,6 @@ fn sandbox_error(err: SandboxError, id: &SandboxId, operation: &'static str) -> 
             source: Box::new(other),
         },
     }
-}
-
-/// An error and its sources on one line, for the trait's message-carrying variants.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //! grace period), stops it (SIGTERM, SIGKILL once the rest of the grace is up), deletes every
 //! container and then the sandbox. It is idempotent.
 
+use crate::error_chain;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use berth_api::{
@@ -540,6 +541,27 @@ impl Run {
         Ok(())
     }
 
+    /// A container could not be created: a `Failed` event and the `CreateContainerError`
+    /// waiting reason, as the kubelet reports it.
+    fn create_failed(&mut self, init: bool, container: &Container, err: &PodWorkerError) {
+        let message = error_chain(err);
+        self.event(
+            EventType::Warning,
+            "Failed",
+            Some(&container.name),
+            format!("Error: {message}"),
+        );
+        self.transition(
+            init,
+            container,
+            ContainerEvent::Waiting {
+                reason: WaitingReason::CreateContainerError,
+                message: Some(message),
+            },
+        );
+        self.publish();
+    }
+
     /// Creates and starts one instance of `container`; reports why it could not.
     async fn start_instance(
         &mut self,
@@ -577,21 +599,7 @@ impl Run {
                         source,
                     };
                     warn!(error = %err, container = name, "cannot build the container");
-                    self.event(
-                        EventType::Warning,
-                        "Failed",
-                        Some(name),
-                        format!("Error: {}", error_chain(&err)),
-                    );
-                    self.transition(
-                        init,
-                        container,
-                        ContainerEvent::Waiting {
-                            reason: WaitingReason::CreateContainerError,
-                            message: Some(error_chain(&err)),
-                        },
-                    );
-                    self.publish();
+                    self.create_failed(init, container, &err);
                     return Err(failed_at(&self.ctx.clock));
                 }
             };
@@ -609,21 +617,7 @@ impl Run {
             Ok(id) => id,
             Err(source) => {
                 let err = self.runtime_error(name, "create", source);
-                self.event(
-                    EventType::Warning,
-                    "Failed",
-                    Some(name),
-                    format!("Error: {}", error_chain(&err)),
-                );
-                self.transition(
-                    init,
-                    container,
-                    ContainerEvent::Waiting {
-                        reason: WaitingReason::CreateContainerError,
-                        message: Some(error_chain(&err)),
-                    },
-                );
-                self.publish();
+                self.create_failed(init, container, &err);
                 return Err(failed_at(&self.ctx.clock));
             }
         };
@@ -1243,18 +1237,6 @@ fn probe_grace(probe: Option<&Probe>) -> Option<Duration> {
         .termination_grace_period_seconds
         .and_then(|s| u64::try_from(s).ok())
         .map(Duration::from_secs)
-}
-
-/// An error and its sources, `: `-separated, for event messages.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
