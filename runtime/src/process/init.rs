@@ -19,7 +19,7 @@ use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 
 use super::{CapabilityPlan, InitError, apply_identity, complete_env, find_executable, home_of};
 use crate::cgroup::CgroupVersion;
-use crate::container::config::{ContainerConfig, NamespaceMode};
+use crate::container::config::{ContainerConfig, NamespaceMode, Rlimit};
 use crate::rootfs::{Rootfs, RootfsPlan};
 use crate::syscall::{RlimitValue, Syscall, SyscallError};
 
@@ -111,6 +111,27 @@ pub fn unshare_flags(config: &ContainerConfig) -> CloneFlags {
         }
     }
     flags
+}
+
+/// Set the process's resource limits (the init's and an exec'd process's alike).
+pub(crate) fn apply_rlimits(syscall: &dyn Syscall, rlimits: &[Rlimit]) -> Result<(), InitError> {
+    for limit in rlimits {
+        let resource = parse_rlimit(&limit.kind).ok_or_else(|| InitError::Rlimit {
+            name: limit.kind.clone(),
+            source: None,
+        })?;
+        syscall
+            .setrlimit(RlimitValue {
+                resource,
+                soft: limit.soft,
+                hard: limit.hard,
+            })
+            .map_err(|e| InitError::Rlimit {
+                name: limit.kind.clone(),
+                source: Some(e),
+            })?;
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_rlimit(name: &str) -> Option<Resource> {
@@ -217,22 +238,7 @@ fn setup_and_exec(
             .sethostname(&hostname)
             .map_err(InitError::Hostname)?;
     }
-    for limit in &config.process.rlimits {
-        let resource = parse_rlimit(&limit.kind).ok_or_else(|| InitError::Rlimit {
-            name: limit.kind.clone(),
-            source: None,
-        })?;
-        syscall
-            .setrlimit(RlimitValue {
-                resource,
-                soft: limit.soft,
-                hard: limit.hard,
-            })
-            .map_err(|e| InitError::Rlimit {
-                name: limit.kind.clone(),
-                source: Some(e),
-            })?;
-    }
+    apply_rlimits(syscall, &config.process.rlimits)?;
 
     let plan = RootfsPlan {
         rootfs: &ctx.rootfs,

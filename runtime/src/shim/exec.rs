@@ -30,12 +30,12 @@ use crate::cgroup::{self, CgroupPath};
 use crate::container::config::ContainerConfig;
 use crate::container::exec::ExecConfig;
 use crate::container::state::ExitStatus;
-use crate::process::init::{StatusMessage, parse_rlimit, reset_signals};
+use crate::process::init::{StatusMessage, apply_rlimits, reset_signals};
 use crate::process::{
     CapabilityPlan, InitError, apply_identity, complete_env, find_executable, home_of,
     parse_capabilities,
 };
-use crate::syscall::{LinuxSyscall, RlimitValue, Syscall, SyscallError};
+use crate::syscall::{LinuxSyscall, Syscall, SyscallError};
 
 /// What the runtime tells the exec shim, as JSON in `argv[2]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -513,22 +513,7 @@ pub fn enter_and_harden(
             .setns(fd.as_fd(), *flag)
             .map_err(InitError::Namespace)?;
     }
-    for limit in &config.process.rlimits {
-        let resource = parse_rlimit(&limit.kind).ok_or_else(|| InitError::Rlimit {
-            name: limit.kind.clone(),
-            source: None,
-        })?;
-        syscall
-            .setrlimit(RlimitValue {
-                resource,
-                soft: limit.soft,
-                hard: limit.hard,
-            })
-            .map_err(|e| InitError::Rlimit {
-                name: limit.kind.clone(),
-                source: Some(e),
-            })?;
-    }
+    apply_rlimits(syscall, &config.process.rlimits)?;
     let user = exec.user.as_ref().unwrap_or(&config.process.user);
     let hostname = nix::unistd::gethostname()
         .ok()
