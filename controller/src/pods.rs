@@ -4,10 +4,11 @@
 use std::cmp::Ordering;
 
 use berth_api::{
-    Time,
+    Object, ObjectKey, Time,
     core_v1::{Pod, PodConditionType, PodPhase},
     meta::{ConditionStatus, ObjectMeta, OwnerReference},
 };
+use berth_store::RedbStore;
 
 use crate::Clock;
 
@@ -123,6 +124,36 @@ pub fn controller_reference(api_version: &str, kind: &str, owner: &ObjectMeta) -
         uid: owner.uid.clone().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
+    }
+}
+
+/// Make `reference` the controller of the object at `key` unless another owner already controls
+/// it (Kubernetes' ControllerRef adoption). The object when it is now ours; `None` when it is
+/// gone or controlled by someone else.
+pub async fn adopt(
+    store: &RedbStore,
+    key: &ObjectKey,
+    reference: &OwnerReference,
+) -> berth_store::Result<Option<Object>> {
+    let result: berth_store::Result<Object> = store
+        .guaranteed_update(key, |mut object| {
+            if controller_of(object.metadata()).is_some() {
+                return Ok(None);
+            }
+            object
+                .metadata_mut()
+                .owner_references
+                .push(reference.clone());
+            Ok(Some(object))
+        })
+        .await;
+    match result {
+        Ok(object) if controller_of(object.metadata()).is_some_and(|o| o.uid == reference.uid) => {
+            Ok(Some(object))
+        }
+        Ok(_) => Ok(None),
+        Err(err) if err.is_not_found() => Ok(None),
+        Err(err) => Err(err),
     }
 }
 

@@ -168,29 +168,13 @@ async fn claim_pods(
 async fn adopt(store: &RedbStore, rs: &ReplicaSet, pod: &Pod) -> berth_store::Result<Option<Pod>> {
     let reference = controller_reference(ReplicaSet::API_VERSION, ReplicaSet::KIND, &rs.metadata);
     let key = Object::from(pod.clone()).key();
-    let result: berth_store::Result<Object> = store
-        .guaranteed_update(&key, |object| {
-            let Object::Pod(mut pod) = object else {
-                return Ok(None);
-            };
-            if controller_of(&pod.metadata).is_some() {
-                return Ok(None);
-            }
-            pod.metadata.owner_references.push(reference.clone());
-            Ok(Some(pod.into()))
-        })
-        .await;
-    match result {
-        Ok(Object::Pod(pod))
-            if controller_of(&pod.metadata).is_some_and(|o| o.uid == reference.uid) =>
-        {
+    Ok(match pods::adopt(store, &key, &reference).await? {
+        Some(Object::Pod(pod)) => {
             tracing::debug!(pod = %pod.metadata.name(), "adopted pod");
-            Ok(Some(pod))
+            Some(pod)
         }
-        Ok(_) => Ok(None),
-        Err(err) if err.is_not_found() => Ok(None),
-        Err(err) => Err(err),
-    }
+        _ => None,
+    })
 }
 
 async fn release(store: &RedbStore, pod: &Pod, owner_uid: &str) -> berth_store::Result<()> {

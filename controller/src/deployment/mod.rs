@@ -327,29 +327,13 @@ impl<'a> Rollout<'a> {
     }
 
     async fn adopt(&self, rs: &ReplicaSet) -> Result<Option<ReplicaSet>> {
-        let reference = self.controller_reference();
-        let result: berth_store::Result<Object> = self
-            .store()
-            .guaranteed_update(&Object::from(rs.clone()).key(), |object| {
-                let Object::ReplicaSet(mut rs) = object else {
-                    return Ok(None);
-                };
-                if controller_of(&rs.metadata).is_some() {
-                    return Ok(None);
-                }
-                rs.metadata.owner_references.push(reference.clone());
-                Ok(Some(rs.into()))
-            })
-            .await;
-        match result {
-            Ok(Object::ReplicaSet(rs))
-                if controller_of(&rs.metadata).is_some_and(|o| o.uid == reference.uid) =>
-            {
+        let key = Object::from(rs.clone()).key();
+        match crate::pods::adopt(self.store(), &key, &self.controller_reference()).await {
+            Ok(Some(Object::ReplicaSet(rs))) => {
                 tracing::debug!(replica_set = %rs.metadata.name(), "adopted replica set");
                 Ok(Some(rs))
             }
             Ok(_) => Ok(None),
-            Err(err) if err.is_not_found() => Ok(None),
             Err(err) => Err(self.store_error("adopt a replica set")(err)),
         }
     }
