@@ -2,7 +2,9 @@
 //! ([`spec`]).
 
 pub mod spec;
+pub mod volumes;
 pub mod worker;
 
 pub use spec::{ConfigSource, ImageConfig};
+pub use volumes::{PodVolumes, VolumeError, Volumes};
 pub use worker::{Clock, EventType, PodEvent, PodStage, PodWorker, PodWorkerError, WorkerContext};

@@ -58,6 +58,12 @@ pub enum SpecError {
         #[source]
         source: SourceError,
     },
+    #[error("container {container:?}: volume mounts")]
+    Volume {
+        container: String,
+        #[source]
+        source: super::volumes::VolumeError,
+    },
     #[error("container {container:?}: resolving image {image:?} failed")]
     Image {
         container: String,
@@ -207,6 +213,8 @@ pub struct SpecContext<'a> {
     pub restart_count: u32,
     /// The node's default pids limit per container.
     pub pids_limit: Option<u64>,
+    /// The pod's volumes, prepared on the host ([`super::volumes`]).
+    pub volumes: &'a super::volumes::PodVolumes,
 }
 
 /// Builds the runtime's spec for `container` of the pod (see the module doc).
@@ -277,7 +285,12 @@ pub async fn container_spec(
             .filter(|d| !d.is_empty())
             .or_else(|| config.working_dir.clone()),
         user: user(ctx.pod, container),
-        mounts: Vec::new(),
+        mounts: super::volumes::mounts(container, ctx.volumes).map_err(|source| {
+            SpecError::Volume {
+                container: name.clone(),
+                source,
+            }
+        })?,
         resources: resources(container, ctx.pids_limit),
         labels,
         sandbox: Some(ctx.sandbox.clone()),
@@ -559,6 +572,7 @@ mod tests {
             pod_ip: Some("10.88.0.7".parse().unwrap()),
             restart_count: 2,
             pids_limit: Some(1024),
+            volumes: &Default::default(),
         };
         container_spec(&container, &ctx, source)
             .await

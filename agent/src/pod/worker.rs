@@ -63,6 +63,12 @@ pub enum PodWorkerError {
         #[source]
         source: RuntimeError,
     },
+    #[error("pod {pod}: preparing volumes")]
+    Volumes {
+        pod: String,
+        #[source]
+        source: super::volumes::VolumeError,
+    },
     #[error("pod {pod}: building container {container:?}")]
     Spec {
         pod: String,
@@ -146,6 +152,8 @@ pub struct WorkerContext {
     pub clock: Clock,
     /// The node's pids limit per container.
     pub pids_limit: Option<u64>,
+    /// Where pods' volumes are prepared.
+    pub volumes: Arc<super::volumes::Volumes>,
 }
 
 /// `Normal` or `Warning`, as Kubernetes events are typed.
@@ -275,6 +283,8 @@ struct Run {
     stage: watch::Sender<PodStage>,
     observed: ObservedPod,
     sandbox: Option<SandboxInfo>,
+    /// The pod's volumes, prepared once the sandbox exists.
+    volumes: super::volumes::PodVolumes,
     slots: Vec<Slot>,
     /// Every container instance created and not deleted yet.
     instances: Vec<ContainerId>,
@@ -362,6 +372,7 @@ impl Run {
             events,
             stage,
             sandbox: None,
+            volumes: super::volumes::PodVolumes::default(),
             slots,
             instances: Vec::new(),
             msgs_tx,
@@ -454,19 +465,26 @@ impl Run {
         &mut self,
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Interrupted<()> {
-        // The sandbox, retried with backoff.
+        // The sandbox and the volumes, retried with backoff.
         let mut delay = self.backoff.initial;
         loop {
-            match self.create_sandbox().await {
+            let set_up = match self.sandbox {
+                None => self.create_sandbox().await,
+                Some(_) => Ok(()),
+            };
+            let set_up = match set_up {
+                Ok(()) => self.prepare_volumes().await,
+                Err(err) => Err(err),
+            };
+            match set_up {
                 Ok(()) => break,
                 Err(err) => {
                     warn!(error = %err, "sandbox");
-                    self.event(
-                        EventType::Warning,
-                        "FailedCreatePodSandBox",
-                        None,
-                        error_chain(&err),
-                    );
+                    let reason = match err {
+                        PodWorkerError::Volumes { .. } => "FailedMount",
+                        _ => "FailedCreatePodSandBox",
+                    };
+                    self.event(EventType::Warning, reason, None, error_chain(&err));
                     if let Interrupted::Terminate(grace) =
                         interruptible(commands, tokio::time::sleep(delay)).await
                     {
@@ -499,6 +517,19 @@ impl Run {
                 Some(result) = self.probes.recv() => self.handle_probe(result).await,
             }
         }
+    }
+
+    async fn prepare_volumes(&mut self) -> Result<()> {
+        self.volumes = self
+            .ctx
+            .volumes
+            .prepare(&self.pod, self.ctx.config.as_ref())
+            .await
+            .map_err(|source| PodWorkerError::Volumes {
+                pod: self.name.clone(),
+                source,
+            })?;
+        Ok(())
     }
 
     async fn create_sandbox(&mut self) -> Result<()> {
@@ -576,6 +607,7 @@ impl Run {
             pod_ip: sandbox.ip,
             restart_count,
             pids_limit: self.ctx.pids_limit,
+            volumes: &self.volumes,
         };
         let name = container.name.as_str();
         let failed_at = |clock: &Clock| {
@@ -1162,6 +1194,9 @@ impl Run {
             && let Err(err) = self.ctx.runtime.delete_sandbox(&sandbox.id).await
         {
             warn!(error = %err, sandbox = %sandbox.id, "deleting sandbox");
+        }
+        if let Err(err) = self.ctx.volumes.remove(&self.uid).await {
+            warn!(error = %err, "removing volumes");
         }
         self.publish();
         self.set_stage(PodStage::Terminated);

@@ -5,6 +5,7 @@ use berth_api::core_v1::{
 };
 
 use super::*;
+use crate::pod::volumes::Volumes;
 use crate::{
     pod::spec::FakeConfigSource,
     testing::{ExecScript, FakeRuntime, Op, Run as Script_, Script},
@@ -78,6 +79,9 @@ impl Harness {
             backoff: BackoffConfig::default(),
             clock: Clock::starting_at("2026-01-01T00:00:00Z".parse().unwrap()),
             pids_limit: None,
+            volumes: Arc::new(Volumes::new(
+                std::env::temp_dir().join("berth-worker-tests"),
+            )),
         };
         let (status_tx, status) = watch::channel(PodStatus::default());
         let (events_tx, events) = mpsc::unbounded_channel();
