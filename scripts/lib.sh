@@ -35,7 +35,7 @@ install_kubernetes_validate() {
 }
 
 install_test_deps() {
-  apt_install busybox-static umoci skopeo ca-certificates python3 python3-venv jq
+  apt_install busybox-static umoci skopeo ca-certificates python3 python3-venv jq prometheus
   cargo_install cargo-nextest cargo-nextest
   install_kubernetes_validate
 }

@@ -40,6 +40,23 @@ pub struct GlobalArgs {
     /// Format of berth's own log lines on stderr (filter them with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The daemon's API socket (the client commands: apply, get, describe, ...).
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_SOCKET",
+        default_value = "/run/berth/berth.sock"
+    )]
+    pub socket: PathBuf,
+    /// Talk to the daemon over TCP instead of the socket: `http://HOST:PORT`.
+    #[arg(long, global = true, env = "BERTH_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token for `--server`.
+    #[arg(long, global = true, env = "BERTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the bearer token for `--server` (takes precedence over `--token`).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,8 +69,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run a command in a new container (like `docker run`).
     Run(RunArgs),
-    /// Run a command in a running container (`berth container exec`).
-    Exec(ExecArgs),
+    /// Run a command in a pod's container through the daemon (like `kubectl exec`).
+    Exec(PodExecArgs),
     /// Manage containers started with `berth run -d`.
     #[command(subcommand, alias = "containers")]
     Container(ContainerCommand),
@@ -62,8 +79,273 @@ pub enum Command {
     Image(ImageCommand),
     /// Print the JSON Schema of berth's manifests (all kinds, or one).
     Schema(SchemaArgs),
-    /// Apply manifests. With `--dry-run`, parse, default and validate without a daemon.
+    /// Apply manifests through the daemon. `--dry-run` checks them locally without a daemon.
     Apply(ApplyArgs),
+    /// List objects as a table (like `kubectl get`).
+    Get(GetArgs),
+    /// Show an object in detail, with its events.
+    Describe(DescribeArgs),
+    /// Delete objects by name or by the manifests that created them.
+    Delete(DeleteArgs),
+    /// Set the number of replicas of a Deployment or ReplicaSet.
+    Scale(ScaleArgs),
+    /// Manage the rollout of a Deployment.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Change fields of objects (`set image`).
+    #[command(subcommand)]
+    Set(SetCommand),
+    /// Print the logs of a pod's container.
+    Logs(LogsArgs),
+    /// List events.
+    Events(EventsArgs),
+    /// Run the daemon: store, controllers, node agent and API (the unix socket of `--socket`,
+    /// and TCP with `--listen`, which needs `--token-file`).
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Also serve the API over TCP on this address (`127.0.0.1:6443`); needs `--token-file`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Apply every manifest in this directory at start and on every change; removing a file
+    /// deletes what it created.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+    /// First CrashLoopBackOff delay (Kubernetes: 10s); pods may override it by annotation.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub backoff_initial: std::time::Duration,
+    /// Longest CrashLoopBackOff delay (Kubernetes: 5m).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub backoff_max: std::time::Duration,
+    /// The host bridge pods attach to.
+    #[arg(long, value_name = "NAME", default_value = "berth0")]
+    pub bridge: String,
+    /// Pod addresses (the bridge takes the first one).
+    #[arg(long, value_name = "CIDR", default_value = "10.73.0.0/16")]
+    pub pod_cidr: String,
+}
+
+fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    berth_api::duration::parse_duration(value).map_err(|err| err.to_string())
+}
+
+/// `-n NAMESPACE`.
+#[derive(Debug, Clone, Args)]
+pub struct NamespaceArg {
+    /// Namespace of the objects.
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PodExecArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Container name (default: the pod's only container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Kill the command after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Pod name, or `deployment/NAME` for one of its pods.
+    pub pod: String,
+    /// Command and arguments, after `--`.
+    #[arg(required = true, last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// List across all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Label selector (`app=web,tier!=db`).
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Field selector (`status.phase=Running`).
+    #[arg(long)]
+    pub field_selector: Option<String>,
+    /// Output format: wide, yaml, json or name.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<GetOutput>,
+    /// After listing, watch for changes.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Omit the table header.
+    #[arg(long)]
+    pub no_headers: bool,
+    /// Kind (`pods`, `deploy`, `svc`, `all`, ... or `KIND/NAME`), then names.
+    #[arg(required = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GetOutput {
+    Wide,
+    Yaml,
+    Json,
+    Name,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Kind and name (`pod web-1`, `deployment/web`).
+    #[arg(required = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Delete the objects of these manifests (file, directory or `-`).
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<PathBuf>,
+    /// Read directories given with -f recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Seconds a pod gets to stop before it is killed.
+    #[arg(long)]
+    pub grace_period: Option<i64>,
+    /// Stop pods at once (`--grace-period 1`).
+    #[arg(long)]
+    pub now: bool,
+    /// Kind then names, or `KIND/NAME`s.
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// The new number of replicas.
+    #[arg(long)]
+    pub replicas: i32,
+    /// `deployment/NAME`, `deployment NAME` or `rs NAME`.
+    #[arg(required = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Wait for a rollout to finish.
+    Status(RolloutStatusArgs),
+    /// List the revisions of a Deployment.
+    History(RolloutHistoryArgs),
+    /// Roll back to the previous (or a given) revision.
+    Undo(RolloutUndoArgs),
+    /// Restart every pod of a Deployment by rolling out a new revision.
+    Restart(RolloutTargetArgs),
+    /// Pause the rollout of a Deployment.
+    Pause(RolloutTargetArgs),
+    /// Resume a paused Deployment.
+    Resume(RolloutTargetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutTargetArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// `deployment/NAME` or `deployment NAME`.
+    #[arg(required = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutStatusArgs {
+    #[command(flatten)]
+    pub target: RolloutTargetArgs,
+    /// Give up after this long (`30s`, `5m`, `1h`; 0 waits forever).
+    #[arg(long, default_value = "0s")]
+    pub timeout: String,
+    /// Watch until the rollout finishes (`-w=false` prints the status once).
+    #[arg(
+        short = 'w',
+        long,
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutHistoryArgs {
+    #[command(flatten)]
+    pub target: RolloutTargetArgs,
+    /// Show the pod template of one revision.
+    #[arg(long)]
+    pub revision: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutUndoArgs {
+    #[command(flatten)]
+    pub target: RolloutTargetArgs,
+    /// The revision to roll back to (0: the previous one).
+    #[arg(long, default_value_t = 0)]
+    pub to_revision: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetCommand {
+    /// Change container images: `set image deployment/web web=busybox:1.37`.
+    Image(SetImageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetImageArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// `deployment/NAME` (or `deployment NAME`), then `CONTAINER=IMAGE`... (`*=IMAGE`: all).
+    #[arg(required = true, num_args = 2..)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Container name (default: the pod's only container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Keep streaming new output.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// The log of the previous, terminated instance of the container.
+    #[arg(short = 'p', long)]
+    pub previous: bool,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<u64>,
+    /// Prefix each line with its RFC 3339 timestamp.
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Pod name, or `deployment/NAME` (its first pod).
+    pub pod: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Events of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// After listing, watch for new events.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Only the events of one object: `KIND/NAME` (`pod/web-1`).
+    #[arg(long = "for", value_name = "KIND/NAME")]
+    pub for_object: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -249,15 +531,37 @@ pub struct SchemaArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
     /// File, directory or `-` for standard input (repeatable).
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
-    /// Parse, default and validate only; print what would be applied.
+    /// Read directories recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Delete objects that came from these files (or directories) but are no longer in them.
     #[arg(long)]
-    pub dry_run: bool,
-    /// Output format of the dry run.
+    pub prune: bool,
+    /// `client` (or no value): parse, default and validate locally, without a daemon.
+    /// `server`: the daemon checks everything and stores nothing.
+    #[arg(
+        long,
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "client"
+    )]
+    pub dry_run: Option<DryRun>,
+    /// Output format of a client dry run.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Name)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    None,
+    Client,
+    Server,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -265,4 +569,81 @@ pub enum OutputFormat {
     Name,
     Yaml,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+            .unwrap_or_else(|err| panic!("{args:?}: {err}"))
+    }
+
+    #[test]
+    fn client_commands_parse_like_kubectl() {
+        let Command::Exec(exec) = parse(&["exec", "web-1", "-c", "web", "--", "ls", "-l"]).command
+        else {
+            panic!("exec");
+        };
+        assert_eq!(exec.command, ["ls", "-l"]);
+        assert_eq!(exec.container.as_deref(), Some("web"));
+
+        let Command::Get(get) = parse(&["get", "po", "-A", "-o", "wide", "-w"]).command else {
+            panic!("get");
+        };
+        assert!(get.all_namespaces && get.watch);
+        assert_eq!(get.output, Some(GetOutput::Wide));
+
+        for (args, expected) in [
+            (vec!["apply", "-f", "x.yaml"], None),
+            (
+                vec!["apply", "--dry-run", "-f", "x.yaml"],
+                Some(DryRun::Client),
+            ),
+            (
+                vec!["apply", "--dry-run=server", "-f", "x.yaml"],
+                Some(DryRun::Server),
+            ),
+        ] {
+            let Command::Apply(apply) = parse(&args).command else {
+                panic!("apply");
+            };
+            assert_eq!(apply.dry_run, expected, "{args:?}");
+        }
+
+        for (args, watch) in [
+            (vec!["rollout", "status", "deploy/web"], true),
+            (vec!["rollout", "status", "deploy/web", "-w"], true),
+            (vec!["rollout", "status", "deploy/web", "-w=false"], false),
+            (
+                vec!["rollout", "status", "deploy/web", "--watch=false"],
+                false,
+            ),
+        ] {
+            let Command::Rollout(RolloutCommand::Status(status)) = parse(&args).command else {
+                panic!("rollout status");
+            };
+            assert_eq!(status.watch, watch, "{args:?}");
+        }
+
+        let cli = parse(&[
+            "--server",
+            "http://127.0.0.1:6443",
+            "--token",
+            "t",
+            "get",
+            "pods",
+        ]);
+        assert_eq!(cli.global.server.as_deref(), Some("http://127.0.0.1:6443"));
+        let cli = parse(&["get", "pods", "--socket", "/tmp/s.sock", "-n", "prod"]);
+        assert_eq!(cli.global.socket, std::path::Path::new("/tmp/s.sock"));
+        let Command::Get(get) = cli.command else {
+            panic!("get");
+        };
+        assert_eq!(get.namespace.namespace, "prod");
+        assert!(Cli::try_parse_from(["berth", "exec", "web-1", "ls"]).is_err());
+    }
 }

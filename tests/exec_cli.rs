@@ -1,4 +1,4 @@
-//! `berth exec` / `berth container exec` into a `berth run -d` container: output streamed,
+//! `berth container exec` into a `berth run -d` container: output streamed,
 //! exit codes propagated, docker's 127 for a missing command. Root only.
 
 mod support;
@@ -44,7 +44,7 @@ fn exec_streams_output_and_propagates_exit_codes() {
     assert_eq!(stdout(&out), "hi from sleep 100\n");
     assert_eq!(stderr(&out), "oops\n");
 
-    let missing = env.berth(&["exec", &name, "nope"]);
+    let missing = env.berth(&["container", "exec", &name, "nope"]);
     assert_eq!(missing.status.code(), Some(127));
     assert!(
         stderr(&missing).contains("exec: \"nope\": executable file not found in $PATH"),

@@ -2,10 +2,12 @@
 //!
 //! The agent sees the container runtime only through the [`runtime::ContainerRuntime`] trait;
 //! its decisions are plain logic with an injected clock ([`restart`]), probes run through
-//! [`probe`], and [`status`] turns container states into a Kubernetes `PodStatus`.
+//! [`probe`], and [`status`] turns container states into a Kubernetes `PodStatus`. [`node`] is
+//! the loop over the store that runs a worker per pod and writes their statuses and events back.
 
 #[cfg(target_os = "linux")]
 pub mod linux;
+pub mod node;
 pub mod pod;
 pub mod probe;
 pub mod restart;

@@ -12,12 +12,16 @@
 //! containers `berth run` made. Pods stay on this side: the runtime only sees sandboxes,
 //! namespaces and labels.
 //!
-//! Gaps: `SandboxSpec::extra_hosts` is not written (the runtime has no per-sandbox
-//! `/etc/hosts`), a sandbox has no IP beyond loopback, and terminals (`tty`) are not
-//! supported.
+//! Each sandbox gets its own `resolv.conf` (the pod's `DnsConfig` with the node's cluster DNS,
+//! else the host's) and `hosts` (localhost, the pod's address and hostname, extra hosts) in its
+//! directory, bind-mounted over the image's in every container that joins it, as the kubelet
+//! and Docker do; a container that mounts its own at those paths keeps it.
+//!
+//! Gaps: terminals (`tty`) are not supported.
 
 use crate::error_chain;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,12 +70,34 @@ pub struct LinuxContainerRuntime {
 struct Inner {
     runtime: LinuxRuntime,
     images: ImageStore,
+    /// The node's cluster DNS, the nameserver of pods whose `DnsConfig` names none.
+    cluster_dns: Option<IpAddr>,
 }
+
+/// The files every container of a sandbox shares, kept in the sandbox's directory and
+/// bind-mounted over the image's: the resolver configuration and the hosts table.
+const SANDBOX_FILES: [(&str, &str); 2] =
+    [("resolv.conf", "/etc/resolv.conf"), ("hosts", "/etc/hosts")];
 
 impl LinuxContainerRuntime {
     pub fn new(runtime: LinuxRuntime, images: ImageStore) -> Self {
         Self {
-            inner: Arc::new(Inner { runtime, images }),
+            inner: Arc::new(Inner {
+                runtime,
+                images,
+                cluster_dns: None,
+            }),
+        }
+    }
+
+    /// Pods with cluster DNS (`ClusterFirst`) resolve through `address` (the daemon's DNS).
+    pub fn with_cluster_dns(runtime: LinuxRuntime, images: ImageStore, address: IpAddr) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                runtime,
+                images,
+                cluster_dns: Some(address),
+            }),
         }
     }
 
@@ -166,26 +192,57 @@ impl ContainerRuntime for LinuxContainerRuntime {
             },
             labels: spec.labels.clone(),
         };
-        if !spec.extra_hosts.is_empty() {
-            tracing::warn!(sandbox = %id, pod = %spec.name, "extra hosts are not supported yet");
-        }
         let sandbox = self
             .blocking("create sandbox", spec.name.clone(), move |inner| {
-                inner
-                    .runtime
-                    .create_sandbox(config)
-                    .map_err(|source| RuntimeError::Backend {
+                let sandbox = inner.runtime.create_sandbox(config).map_err(|source| {
+                    RuntimeError::Backend {
                         operation: "create sandbox",
+                        target: spec.name.clone(),
+                        source: Box::new(source),
+                    }
+                })?;
+                let dir = inner.runtime.sandbox_dir(&sandbox.config.id);
+                if let Err(source) = write_sandbox_files(&dir, &spec, sandbox.ip, inner.cluster_dns)
+                {
+                    let _ = inner.runtime.delete_sandbox(&sandbox.config.id);
+                    return Err(RuntimeError::Backend {
+                        operation: "write resolv.conf and hosts of sandbox",
                         target: spec.name,
                         source: Box::new(source),
-                    })
+                    });
+                }
+                Ok(sandbox)
             })
             .await?;
         Ok(SandboxInfo {
             id: SandboxId(sandbox.config.id),
-            ip: None,
+            ip: sandbox.ip,
             labels: sandbox.config.labels,
         })
+    }
+
+    async fn list_sandboxes(&self, filter: &LabelFilter) -> Result<Vec<SandboxInfo>> {
+        let filter = filter.clone();
+        self.blocking("list", "sandboxes".into(), move |inner| {
+            let all = inner
+                .runtime
+                .list_sandboxes()
+                .map_err(|source| RuntimeError::Backend {
+                    operation: "list",
+                    target: "sandboxes".into(),
+                    source: Box::new(source),
+                })?;
+            Ok(all
+                .into_iter()
+                .filter(|sandbox| filter.matches(&sandbox.config.labels))
+                .map(|sandbox| SandboxInfo {
+                    id: SandboxId(sandbox.config.id),
+                    ip: sandbox.ip,
+                    labels: sandbox.config.labels,
+                })
+                .collect())
+        })
+        .await
     }
 
     async fn delete_sandbox(&self, id: &SandboxId) -> Result<()> {
@@ -507,6 +564,20 @@ fn create(inner: &Inner, spec: ContainerSpec) -> Result<ContainerId> {
     config.labels = spec.labels.clone();
     config.labels.insert(NAME_LABEL.into(), spec.name.clone());
     if let Some(sandbox) = &sandbox {
+        let dir = inner.runtime.sandbox_dir(&sandbox.config.id);
+        for (file, destination) in SANDBOX_FILES {
+            let source = dir.join(file);
+            let shadowed = spec.mounts.iter().any(|m| m.destination == destination);
+            if !shadowed && source.exists() {
+                config.mounts.push(RuntimeMount {
+                    destination: destination.into(),
+                    kind: MountKind::Bind {
+                        source,
+                        readonly: false,
+                    },
+                });
+            }
+        }
         sandbox.join(&mut config.namespaces);
         config
             .labels
@@ -524,6 +595,66 @@ fn create(inner: &Inner, spec: ContainerSpec) -> Result<ContainerId> {
 }
 
 /// The image's environment with the spec's entries overriding by name, image order first.
+/// Writes the sandbox's `resolv.conf` (the pod's `DnsConfig`, else the host's) and `hosts`
+/// (localhost, the pod's address and hostname, extra hosts; the host's with host networking).
+fn write_sandbox_files(
+    dir: &std::path::Path,
+    spec: &SandboxSpec,
+    ip: Option<IpAddr>,
+    cluster_dns: Option<IpAddr>,
+) -> std::io::Result<()> {
+    let host_resolv = || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = match &spec.dns {
+        Some(dns) => {
+            let nameservers: Vec<IpAddr> = if dns.nameservers.is_empty() {
+                cluster_dns.into_iter().collect()
+            } else {
+                dns.nameservers.clone()
+            };
+            if nameservers.is_empty() {
+                // No cluster DNS on this node: the host's resolvers, the pod's search path.
+                let mut text: String = host_resolv()
+                    .lines()
+                    .filter(|l| l.trim_start().starts_with("nameserver"))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                if !dns.searches.is_empty() {
+                    text.push_str(&format!("search {}\n", dns.searches.join(" ")));
+                }
+                text
+            } else {
+                let mut text: String = nameservers
+                    .iter()
+                    .map(|ns| format!("nameserver {ns}\n"))
+                    .collect();
+                if !dns.searches.is_empty() {
+                    text.push_str(&format!("search {}\n", dns.searches.join(" ")));
+                }
+                if !dns.options.is_empty() {
+                    text.push_str(&format!("options {}\n", dns.options.join(" ")));
+                }
+                text
+            }
+        }
+        None => host_resolv(),
+    };
+    let hosts = if spec.host_network {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        let mut text =
+            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        if let Some(ip) = ip {
+            text.push_str(&format!("{ip}\t{}\n", spec.hostname));
+        }
+        for (ip, names) in &spec.extra_hosts {
+            text.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+        }
+        text
+    };
+    std::fs::write(dir.join("resolv.conf"), resolv)?;
+    std::fs::write(dir.join("hosts"), hosts)
+}
+
 fn merge_env(image: &[String], spec: &[(String, String)]) -> Vec<String> {
     let mut env: Vec<(String, String)> = image
         .iter()

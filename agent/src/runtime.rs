@@ -153,7 +153,19 @@ pub struct SandboxSpec {
     pub host_network: bool,
     /// Lines of the sandbox's `/etc/hosts` beyond localhost (`ip name...`).
     pub extra_hosts: Vec<(IpAddr, Vec<String>)>,
+    /// The `/etc/resolv.conf` of the pod's containers; `None` gives them the host's.
+    pub dns: Option<DnsConfig>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// A pod's resolver configuration (Kubernetes' `ClusterFirst` policy: the cluster DNS and the
+/// namespace's search path).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Empty: the node's cluster DNS (the runtime knows its address).
+    pub nameservers: Vec<IpAddr>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
 }
 
 /// A sandbox as the runtime reports it.
@@ -332,6 +344,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn create_sandbox(&self, spec: SandboxSpec) -> Result<SandboxInfo>;
     /// Tears down a sandbox whose containers are all deleted; a missing sandbox is not an error.
     async fn delete_sandbox(&self, id: &SandboxId) -> Result<()>;
+    /// Every sandbox whose labels match (how the agent finds its pods' sandboxes again after a
+    /// restart).
+    async fn list_sandboxes(&self, filter: &LabelFilter) -> Result<Vec<SandboxInfo>>;
     /// Creates a container without starting it.
     async fn create(&self, spec: ContainerSpec) -> Result<ContainerId>;
     async fn start(&self, id: &ContainerId) -> Result<()>;

@@ -138,6 +138,9 @@ pub enum Op {
     CreateSandbox {
         name: String,
     },
+    ListSandboxes {
+        filter: LabelFilter,
+    },
     DeleteSandbox {
         id: SandboxId,
     },
@@ -361,6 +364,22 @@ impl ContainerRuntime for FakeRuntime {
         };
         state.sandboxes.insert(info.id.clone(), info.clone());
         Ok(info)
+    }
+
+    async fn list_sandboxes(&self, filter: &LabelFilter) -> Result<Vec<SandboxInfo>> {
+        let mut state = self.state();
+        Self::record(
+            &mut state,
+            Op::ListSandboxes {
+                filter: filter.clone(),
+            },
+        );
+        Ok(state
+            .sandboxes
+            .values()
+            .filter(|sandbox| filter.matches(&sandbox.labels))
+            .cloned()
+            .collect())
     }
 
     async fn delete_sandbox(&self, id: &SandboxId) -> Result<()> {
@@ -866,6 +885,7 @@ mod tests {
         let rt = FakeRuntime::new();
         let sandbox = rt
             .create_sandbox(SandboxSpec {
+                dns: None,
                 name: "default/web".into(),
                 ..Default::default()
             })

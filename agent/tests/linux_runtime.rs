@@ -91,6 +91,7 @@ fn linux_runtime(dir: &Path) -> LinuxRuntime {
     let mut config = RuntimeConfig::new(dir.join("root"), dir.join("run"));
     config.shim_exe = std::env::current_exe().expect("current_exe");
     config.cgroup_parent = PathBuf::from("/berth-test-agent");
+    config.network = berth_runtime::testing::test_network();
     LinuxRuntime::new(config, Arc::new(LinuxSyscall))
 }
 
@@ -168,6 +169,7 @@ fn sandbox_containers_share_loopback_and_hostname(fx: &Fixture) {
     fx.tokio.block_on(async {
         let sandbox = rt
             .create_sandbox(SandboxSpec {
+                dns: None,
                 name: "default/web".into(),
                 hostname: "web-0".into(),
                 ..SandboxSpec::default()
@@ -405,6 +407,7 @@ fn list_finds_containers_again_after_an_agent_restart(fx: &Fixture) {
         let rt = fx.adapter();
         let sandbox = rt
             .create_sandbox(SandboxSpec {
+                dns: None,
                 name: "default/readopt".into(),
                 hostname: "readopt".into(),
                 labels: pod_labels.clone(),

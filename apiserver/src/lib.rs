@@ -45,10 +45,70 @@
 //! `Authorization: Bearer <token>` on everything except `/healthz`, `/readyz` and `/metrics`.
 //! Request bodies are limited ([`BODY_LIMIT`]).
 
-pub mod apply;
-mod node;
+//!
+//! # Refinements of the contract (added while implementing it)
+//! - Errors of a request body: malformed JSON is a 400 naming line and column; a body that does
+//!   not fit the kind (unknown field, wrong type) is a 400 with the field path as the cause; a
+//!   valid shape that fails validation is a 422 with one cause per field path. `apiVersion` and
+//!   `kind` may be left out of a body (the path names them); when given they must match the
+//!   path (400), as must `metadata.namespace` and, on PUT/PATCH, `metadata.name`.
+//! - `PUT` without `metadata.resourceVersion` is an unconditional update; with one, a stale
+//!   version is a 409. A merge patch may carry `metadata.resourceVersion` as a precondition.
+//!   `PATCH` takes `application/merge-patch+json` only (415 otherwise). `PATCH .../status`
+//!   merge-patches the status.
+//! - `POST` on a list path of a namespaced kind needs the namespaced path (400 on
+//!   `/api/v1/pods`). A method a path does not take is a 405 `Status`.
+//! - `DELETE` answers the object: 200 when it is gone, 202 while it terminates
+//!   (`deletionTimestamp` set: finalizers remain, or a started pod is stopped gracefully within
+//!   `gracePeriodSeconds`, else its `terminationGracePeriodSeconds`; `gracePeriodSeconds=0`
+//!   removes it at once, as the agent does once its containers stopped). `propagationPolicy` other than `Background` is a 400. A body
+//!   with `{"preconditions":{"uid","resourceVersion"}}` is honoured.
+//! - Watch: `resourceVersion=0` or none starts with the current state; an unparsable one is a
+//!   400. `fieldSelector=metadata.name=X` watches one object. With selectors, an object that
+//!   starts matching is ADDED and one that stops matching is DELETED (as Kubernetes).
+//!   `timeoutSeconds=N` ends the stream after N seconds. `limit`/`continue` are not supported:
+//!   a list answers every object.
+//! - Field selectors: `metadata.name`, `metadata.namespace` for every kind; pods also
+//!   `status.phase`, `spec.nodeName`, `spec.restartPolicy`, `status.podIP`; events
+//!   `involvedObject.{kind,name,namespace,uid,apiVersion,fieldPath}`, `reason`, `type`;
+//!   secrets `type`; namespaces `status.phase`. Others are a 400 listing the supported ones.
+//! - Scale: `status.selector` is the label selector in its string form (`app=web`). The PUT
+//!   body is a `Scale`; its `metadata.resourceVersion`, when given, is a precondition.
+//! - Rollback answers the Deployment as written; a revision that does not exist is a 404, no
+//!   older revision is a 400. An empty body means `{"toRevision":0}`.
+//! - Logs and exec: the container is the pod's only one, or the one named by `container=`
+//!   (init containers may be named); otherwise a 400 listing the pod's containers. Exec
+//!   without `timeoutSeconds` may run [`handlers::DEFAULT_EXEC_TIMEOUT`].
+//! - Apply: answers 422 with one cause per problem of any file (message = `file: document N
+//!   (line L): Kind "name": field: ...`, field = the field path), and nothing is written. With
+//!   `?prune=true` but no `pruneScopes`, nothing is pruned. The objects are answered in the
+//!   order applied, the pruned ones last. The library call is [`apply::apply`].
+//! - `/version` answers `{"major","minor","gitVersion","berthVersion","platform"}`; `/readyz`
+//!   answers `ok` (200) once [`ApiState::set_ready`] was called, `not ready` (503) before.
+//! - Metrics: `berth_api_requests_total{route,method,code}` and
+//!   `berth_api_request_duration_seconds{route,method}`, `route` being the path template
+//!   (`/api/v1/namespaces/{namespace}/pods/{name}`) or `unknown`.
+//!
+//! # Library API
+//! [`ApiState::builder`]`(store, node)` (`.token(..)`, `.registry(..)`, `.ready(..)`,
+//! `.build()`), [`routes`] (the unix socket's filter), [`tcp_routes`] (with the bearer token),
+//! [`serve_unix`], [`serve_tcp`], [`serve_tcp_listener`], [`apply::apply`].
 
+pub mod apply;
+mod error;
+pub mod handlers;
+mod node;
+mod route;
+mod selector;
+mod server;
+mod watch;
+
+pub use error::{ApiError, Status, StatusCause, StatusDetails};
 pub use node::{ExecOutput, LogOptions, Node, NodeError};
+pub use server::{
+    ApiState, ApiStateBuilder, Response, ServeError, routes, serve_tcp, serve_tcp_listener,
+    serve_unix, tcp_routes,
+};
 
 /// Largest request body accepted (413 beyond it).
 pub const BODY_LIMIT: u64 = 8 << 20;

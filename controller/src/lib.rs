@@ -3,6 +3,8 @@
 //!
 //! - [`runtime`]: [`Controller`], the watch → work queue → reconcile loop with [`Action`]s and
 //!   per-key [`Backoff`].
+//! - [`service`] (cluster IPs and node ports) and [`endpoints`] (the ready pods behind each
+//!   Service).
 //! - [`replica_set`], [`deployment`], [`gc`]: the reconcilers, each a level-triggered
 //!   `reconcile(object, ctx) -> Result<Action>` with an `error_policy`;
 //!   [`deployment::rollback()`] is what `berth rollout undo` calls.
@@ -26,11 +28,13 @@
 
 pub mod clock;
 pub mod deployment;
+pub mod endpoints;
 pub mod gc;
 pub mod hash;
 pub mod pods;
 pub mod replica_set;
 pub mod runtime;
+pub mod service;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -79,6 +83,20 @@ pub async fn run(ctx: Context) {
             deployment::error_policy,
             Arc::clone(&ctx),
         );
+    let allocator = Arc::new(service::Allocator::new(
+        (*ctx).clone(),
+        service::ServiceNetwork::default(),
+    ));
+    let services = service::controller(ctx.store.clone()).run(
+        service::reconcile,
+        service::error_policy,
+        allocator,
+    );
+    let endpoints = endpoints::controller(ctx.store.clone()).run(
+        endpoints::reconcile,
+        endpoints::error_policy,
+        Arc::clone(&ctx),
+    );
     let collector = gc::controller(ctx.store.clone()).run(gc::reconcile, gc::error_policy, ctx);
-    tokio::join!(replica_sets, deployments, collector);
+    tokio::join!(replica_sets, deployments, services, endpoints, collector);
 }

@@ -15,7 +15,7 @@ use berth_api::{
     core_v1::Pod,
     meta::{ConditionStatus, LabelSelector},
 };
-use berth_store::{Preconditions, RedbStore};
+use berth_store::{DeleteOptions, Preconditions, RedbStore};
 use tracing::instrument;
 
 use crate::{
@@ -264,13 +264,19 @@ async fn create_pods(
     (created, None)
 }
 
+/// Deletes an excess pod gracefully (with its own `terminationGracePeriodSeconds`, as Kubernetes'
+/// ReplicaSet controller does): a running pod stays, with a `deletionTimestamp`, until the agent
+/// has stopped it.
 async fn delete_pod(store: &RedbStore, pod: &Pod) -> berth_store::Result<()> {
     let key = Object::from(pod.clone()).key();
-    let preconditions = Preconditions {
-        uid: pod.metadata.uid.clone(),
-        resource_version: None,
+    let options = DeleteOptions {
+        preconditions: Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        },
+        grace_period_seconds: None,
     };
-    match store.delete(&key, preconditions).await {
+    match store.delete_with(&key, options).await {
         Ok(_) => Ok(()),
         Err(err) if err.is_not_found() => Ok(()),
         Err(err) => Err(err),

@@ -27,7 +27,7 @@ use std::{
 use berth_api::{
     LabelSelector, Object, ObjectKey, Resource,
     apps_v1::{Deployment, ReplicaSet},
-    core_v1::Pod,
+    core_v1::{Pod, Service},
 };
 use berth_store::{EventType, RedbStore, StreamExt, Watch, WatchEvent, WatchFilter, WatchStart};
 use serde::de::DeserializeOwned;
@@ -144,6 +144,7 @@ macro_rules! reconciled {
 reconciled!(Deployment);
 reconciled!(ReplicaSet);
 reconciled!(Pod);
+reconciled!(Service);
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Mapper = Box<dyn Fn(WatchEvent) -> BoxFuture<Vec<ObjectKey>> + Send + Sync>;

@@ -14,7 +14,9 @@ use berth_api::{
     },
     meta::ConditionStatus,
 };
-use berth_store::{EventType, RedbStore, StreamExt, WatchFilter, WatchStart};
+use berth_store::{
+    DeleteOptions, EventType, Preconditions, RedbStore, StreamExt, WatchFilter, WatchStart,
+};
 use tokio::task::JoinSet;
 
 use crate::Clock;
@@ -30,7 +32,8 @@ pub enum Readiness {
 
 /// Watches pods and, on a schedule driven by tokio time, makes new pods Running after
 /// `start_after` and Ready after their image's [`Readiness`]; removes the finalizers of pods
-/// being deleted so that they go.
+/// being deleted and finishes their graceful deletion at once (as an agent whose containers
+/// stop on SIGTERM does), so that they go.
 #[derive(Debug, Clone)]
 pub struct FakeKubelet {
     store: RedbStore,
@@ -100,7 +103,10 @@ impl FakeKubelet {
                             continue;
                         };
                         if pod.metadata.deletion_timestamp.is_some() {
-                            remove_finalizers(&self.store, &pod).await;
+                            if event.event_type != EventType::Deleted {
+                                remove_finalizers(&self.store, &pod).await;
+                                finish_deletion(&self.store, &pod).await;
+                            }
                         } else if event.event_type != EventType::Deleted
                             && pod.status.is_none()
                             && started.insert(pod.metadata.uid.clone())
@@ -212,6 +218,27 @@ fn condition(type_: PodConditionType, status: bool, at: berth_api::Time) -> PodC
         last_transition_time: Some(at),
         reason: None,
         message: None,
+    }
+}
+
+/// The agent's part of a graceful deletion: the pod's containers are stopped, so it goes (grace
+/// 0, the same pod only).
+async fn finish_deletion(store: &RedbStore, pod: &Pod) {
+    if pod.metadata.deletion_grace_period_seconds.unwrap_or(0) == 0 {
+        return;
+    }
+    let key = Object::from(pod.clone()).key();
+    let options = DeleteOptions {
+        preconditions: Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        },
+        grace_period_seconds: Some(0),
+    };
+    if let Err(err) = store.delete_with(&key, options).await
+        && !err.is_not_found()
+    {
+        tracing::debug!(pod = %key, ?err, "finishing a graceful deletion");
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod container;
 pub mod image;
 pub mod logs;
+pub mod network;
 pub mod process;
 pub mod rootfs;
 pub mod sandbox;

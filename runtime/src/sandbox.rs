@@ -21,11 +21,17 @@
 //! (not the whole `sandboxes/`) leaves nothing mounted once the last sandbox is gone.
 //!
 //! ```text
-//!  create: mkdir ──shim: unshare, hostname, lo up, bind mounts──► sandbox.json ──► Ready
-//!  delete: umount2 each ns file, the directory ──► rm -r      (any step may be missing)
+//!  create: mkdir ──shim: unshare, hostname, lo up, bind mounts──► pod network ──► sandbox.json
+//!  delete: pod network ──► umount2 each ns file, the directory ──► rm -r  (any step may be missing)
 //! ```
+//!
+//! Pod network: a sandbox with [`SandboxNetwork::New`] gets an address from the pod CIDR and
+//! a veth pair to the host bridge ([`crate::network`]); its address is recorded in the
+//! [`Sandbox`]. [`LinuxRuntime::reconcile_network`] releases what sandboxes that vanished in
+//! a crash left behind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -36,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::container::LinuxRuntime;
 use crate::container::config::{ContainerId, NamespaceMode, Namespaces};
+use crate::network::{self, NetworkError, ReconcileReport};
 use crate::syscall::{LinuxSyscall, Syscall, SyscallError};
 
 /// `argv[1]` that turns the berth binary into a sandbox shim.
@@ -74,6 +81,16 @@ pub struct Sandbox {
     pub net: Option<PathBuf>,
     pub ipc: PathBuf,
     pub uts: PathBuf,
+    /// The pod address on `eth0`; `None` with host networking (and in records written
+    /// before pod networking existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    /// The prefix length of [`Sandbox::ip`] on `eth0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len: Option<u8>,
+    /// The default route's gateway (the bridge's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
 }
 
 impl Sandbox {
@@ -122,6 +139,12 @@ pub enum SandboxError {
     },
     #[error("sandbox {id}: {message}")]
     Setup { id: String, message: String },
+    #[error("sandbox {id}: pod network")]
+    Network {
+        id: String,
+        #[source]
+        source: NetworkError,
+    },
     #[error("sandbox {id}")]
     Kernel {
         id: String,
@@ -249,6 +272,7 @@ impl LinuxRuntime {
             Err(e) => return Err(io(&dir)(e)),
         }
         let outcome = self.pin_namespaces(&config, &dir);
+        let outcome = outcome.and_then(|sandbox| self.attach_network(sandbox));
         let outcome = outcome.and_then(|sandbox| {
             let path = dir.join("sandbox.json");
             let json =
@@ -311,7 +335,60 @@ impl LinuxRuntime {
             net: (config.network == SandboxNetwork::New).then(|| dir.join("net")),
             ipc: dir.join("ipc"),
             uts: dir.join("uts"),
+            ip: None,
+            prefix_len: None,
+            gateway: None,
         })
+    }
+
+    /// Give a sandbox with a namespace of its own its pod address and veth.
+    fn attach_network(&self, mut sandbox: Sandbox) -> Result<Sandbox> {
+        let Some(netns) = &sandbox.net else {
+            return Ok(sandbox);
+        };
+        let id = &sandbox.config.id;
+        let attachment = network::attach(&self.config().network, &self.config().root, id, netns)
+            .map_err(|source| SandboxError::Network {
+                id: id.clone(),
+                source,
+            })?;
+        sandbox.ip = Some(attachment.ip.into());
+        sandbox.prefix_len = Some(attachment.prefix_len);
+        sandbox.gateway = Some(attachment.gateway.into());
+        Ok(sandbox)
+    }
+
+    /// Release the pod network of the sandbox `id` unless its record says it uses the host's
+    /// (a half-created sandbox has no record: release whatever there may be).
+    fn detach_network(&self, id: &str) -> Result<()> {
+        if let Ok(sandbox) = self.sandbox(id)
+            && sandbox.net.is_none()
+        {
+            return Ok(());
+        }
+        network::detach(&self.config().network, &self.config().root, id).map_err(|source| {
+            SandboxError::Network {
+                id: id.to_string(),
+                source,
+            }
+        })
+    }
+
+    /// Release the addresses and delete the host veths of sandboxes that no longer exist
+    /// (after a crash or a reboot, which empties the run directory). Call it at daemon start,
+    /// before sandboxes are created: a sandbox is alive while its directory exists.
+    #[tracing::instrument(skip(self))]
+    pub fn reconcile_network(&self) -> network::Result<ReconcileReport> {
+        let root = self.config().run_dir.join("sandboxes");
+        let live: BTreeSet<String> = match std::fs::read_dir(&root) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| valid_id(name).is_ok())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(source) => return Err(NetworkError::Io { path: root, source }),
+        };
+        network::reconcile(&self.config().network, &self.config().root, &live)
     }
 
     /// Unmount the namespaces and remove the directory. Idempotent; copes with a sandbox
@@ -323,6 +400,7 @@ impl LinuxRuntime {
         if std::fs::symlink_metadata(&dir).is_err() {
             return Ok(());
         }
+        self.detach_network(id)?;
         unmount_namespaces(self.syscall.as_ref(), &dir).map_err(|source| SandboxError::Kernel {
             id: id.to_string(),
             source,
@@ -523,6 +601,9 @@ mod tests {
             net: Some(runtime.sandbox_dir("p2").join("net")),
             ipc: runtime.sandbox_dir("p2").join("ipc"),
             uts: runtime.sandbox_dir("p2").join("uts"),
+            ip: Some(IpAddr::from([10, 73, 0, 2])),
+            prefix_len: Some(16),
+            gateway: Some(IpAddr::from([10, 73, 0, 1])),
         };
         std::fs::create_dir_all(runtime.sandbox_dir("p2")).unwrap();
         std::fs::write(
@@ -555,6 +636,20 @@ mod tests {
         host.join(&mut namespaces);
         assert_eq!(namespaces.network, NamespaceMode::Host);
         assert!(matches!(namespaces.uts, NamespaceMode::Join(_)));
+    }
+
+    #[test]
+    fn records_from_before_pod_networking_load_without_an_address() {
+        let old = r#"{"config":{"id":"p3","hostname":"h","network":"new","labels":{}},
+            "net":"/run/berth/sandboxes/p3/net","ipc":"/run/berth/sandboxes/p3/ipc",
+            "uts":"/run/berth/sandboxes/p3/uts"}"#;
+        let sandbox: Sandbox = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (sandbox.ip, sandbox.prefix_len, sandbox.gateway),
+            (None, None, None)
+        );
+        let json = serde_json::to_string(&sandbox).unwrap();
+        assert!(!json.contains("\"ip\""), "{json}");
     }
 
     #[test]

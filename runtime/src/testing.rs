@@ -6,6 +6,21 @@
 
 use std::time::Instant;
 
+/// The pod network of this test process: its own bridge (`bt<pid>`) and a /24 of its own in
+/// `10.196.0.0/16`, so that tests never share a bridge or an address range with a daemon or
+/// with each other; [`run_tests`] deletes the bridge at the end.
+pub fn test_network() -> crate::network::NetworkConfig {
+    let pid = std::process::id();
+    crate::network::NetworkConfig {
+        bridge: format!("bt{pid}"),
+        cidr: crate::network::PodCidr::new(
+            std::net::Ipv4Addr::new(10, 196, (pid % 250) as u8, 0),
+            24,
+        )
+        .expect("a valid /24"),
+    }
+}
+
 /// A named test taking the shared fixture.
 pub type Test<F> = (&'static str, fn(&F));
 
@@ -58,6 +73,10 @@ pub fn run_tests<F>(tests: &[Test<F>], fixture: impl FnOnce() -> F) {
         failed.len()
     );
     drop(fixture); // `exit` would skip its cleanup
+    // Tests that made sandboxes attached them to this process's own bridge.
+    if let Err(err) = crate::network::delete_bridge(&test_network().bridge) {
+        println!("deleting the test bridge: {err}");
+    }
     if !failed.is_empty() {
         println!("failed: {failed:?}");
         std::process::exit(1);

@@ -69,12 +69,37 @@ pub enum Op {
     Apply(Object),
     /// Replace `status` only; a resourceVersion, if given, is a precondition.
     UpdateStatus(Object),
-    /// Delete (or mark for deletion while finalizers remain).
+    /// Delete (or mark for deletion while finalizers remain, or while a started pod terminates)
+    /// with the default grace period: what a `DELETE` without options does.
     Delete {
         key: ObjectKey,
         preconditions: Preconditions,
     },
+    /// Delete with explicit [`DeleteOptions`] (a grace period).
+    DeleteWith {
+        key: ObjectKey,
+        options: DeleteOptions,
+    },
 }
+
+/// Kubernetes' `DeleteOptions`: preconditions and the grace period of a pod's termination.
+///
+/// A Pod the agent has started (it has a status whose phase is neither `Succeeded` nor `Failed`)
+/// is not removed by a delete: it gets a `deletionTimestamp` (now + the grace period) and a
+/// `deletionGracePeriodSeconds`, and the agent, once it has stopped the containers, deletes it
+/// with a grace period of 0. The grace period is `grace_period_seconds`, else the pod's
+/// `terminationGracePeriodSeconds`, else 30; a later delete with a shorter one shortens it, a
+/// longer one changes nothing. A grace period of 0, a pod that never started and a terminated one
+/// go at once. Other kinds ignore the grace period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    pub preconditions: Preconditions,
+    /// Seconds the pod's containers get to stop; `None` is the pod's own.
+    pub grace_period_seconds: Option<i64>,
+}
+
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_PERIOD_SECONDS: i64 = 30;
 
 /// Conditions a delete checks first (Kubernetes `DeleteOptions.preconditions`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -624,7 +649,14 @@ impl<'t> Txn<'t> {
                 }
             }
             Op::UpdateStatus(object) => self.update(object, Merge::Status),
-            Op::Delete { key, preconditions } => self.delete(&key, &preconditions),
+            Op::Delete { key, preconditions } => self.delete(
+                &key,
+                &DeleteOptions {
+                    preconditions,
+                    grace_period_seconds: None,
+                },
+            ),
+            Op::DeleteWith { key, options } => self.delete(&key, &options),
         }
     }
 
@@ -790,8 +822,14 @@ impl<'t> Txn<'t> {
         if updated == existing {
             return Ok(Outcome::Unchanged(existing));
         }
+        // A pod still within its grace period stays until the agent deletes it with grace 0.
         if updated.metadata().deletion_timestamp.is_some()
             && updated.metadata().finalizers.is_empty()
+            && updated
+                .metadata()
+                .deletion_grace_period_seconds
+                .unwrap_or(0)
+                == 0
         {
             return self.remove(&key, updated, &existing);
         }
@@ -802,7 +840,8 @@ impl<'t> Txn<'t> {
         Ok(Outcome::Updated(updated))
     }
 
-    fn delete(&mut self, key: &ObjectKey, preconditions: &Preconditions) -> Result<Outcome> {
+    fn delete(&mut self, key: &ObjectKey, options: &DeleteOptions) -> Result<Outcome> {
+        let preconditions = &options.preconditions;
         let existing = self
             .load(key)?
             .ok_or_else(|| Error::NotFound { key: key.clone() })?;
@@ -831,12 +870,36 @@ impl<'t> Txn<'t> {
                 actual: meta.resource_version.clone().unwrap_or_default(),
             });
         }
+        if let Some(grace) = options.grace_period_seconds
+            && grace < 0
+        {
+            return Err(Error::Invalid {
+                key: key.clone(),
+                field: "gracePeriodSeconds",
+                value: grace.to_string(),
+                expected: "a number of seconds, 0 or more",
+            });
+        }
+        if let Some(grace) = graceful_period(&existing, options.grace_period_seconds) {
+            return self.terminate_gracefully(key, existing, grace);
+        }
         if meta.finalizers.is_empty() {
             let last = existing.clone();
             return self.remove(key, last, &existing);
         }
         if meta.deletion_timestamp.is_some() {
-            return Ok(Outcome::Terminating(existing));
+            if meta.deletion_grace_period_seconds.unwrap_or(0) == 0 {
+                return Ok(Outcome::Terminating(existing));
+            }
+            // Cut a grace period short: the object goes once its finalizers are removed.
+            let mut terminating = existing.clone();
+            let rv = self.next_revision();
+            let meta = terminating.metadata_mut();
+            meta.deletion_grace_period_seconds = Some(0);
+            meta.resource_version = Some(rv.to_string());
+            self.put(key, &terminating, &owner_uids(existing.metadata()))?;
+            self.record(EventType::Modified, &terminating, rv)?;
+            return Ok(Outcome::Terminating(terminating));
         }
         let mut terminating = existing.clone();
         let rv = self.next_revision();
@@ -845,6 +908,42 @@ impl<'t> Txn<'t> {
         meta.deletion_grace_period_seconds = Some(0);
         // Kubernetes bumps the generation when deletion starts: controllers see a new desire.
         meta.generation = Some(meta.generation.unwrap_or(1) + 1);
+        meta.resource_version = Some(rv.to_string());
+        self.put(key, &terminating, &owner_uids(existing.metadata()))?;
+        self.record(EventType::Modified, &terminating, rv)?;
+        Ok(Outcome::Terminating(terminating))
+    }
+
+    /// Marks a started pod for deletion `grace` seconds from now (see [`DeleteOptions`]); a
+    /// deadline already earlier stays.
+    fn terminate_gracefully(
+        &mut self,
+        key: &ObjectKey,
+        existing: Object,
+        grace: i64,
+    ) -> Result<Outcome> {
+        let deadline = Time(
+            self.now
+                .0
+                .checked_add(jiff::SignedDuration::from_secs(grace))
+                .unwrap_or(jiff::Timestamp::MAX),
+        );
+        let old = existing.metadata();
+        if old
+            .deletion_timestamp
+            .is_some_and(|current| current <= deadline)
+        {
+            return Ok(Outcome::Terminating(existing));
+        }
+        let first = old.deletion_timestamp.is_none();
+        let mut terminating = existing.clone();
+        let rv = self.next_revision();
+        let meta = terminating.metadata_mut();
+        meta.deletion_timestamp = Some(deadline);
+        meta.deletion_grace_period_seconds = Some(grace);
+        if first {
+            meta.generation = Some(meta.generation.unwrap_or(1) + 1);
+        }
         meta.resource_version = Some(rv.to_string());
         self.put(key, &terminating, &owner_uids(existing.metadata()))?;
         self.record(EventType::Modified, &terminating, rv)?;
@@ -907,6 +1006,27 @@ impl<'t> Txn<'t> {
         });
         Ok(())
     }
+}
+
+/// The grace period a delete gives `object`: `Some` (more than 0 seconds) for a pod the agent
+/// has started and not finished, `None` when it goes at once.
+fn graceful_period(object: &Object, requested: Option<i64>) -> Option<i64> {
+    use berth_api::core_v1::PodPhase;
+    let Object::Pod(pod) = object else {
+        return None;
+    };
+    let started = pod
+        .status
+        .as_ref()
+        .and_then(|status| status.phase)
+        .is_some_and(|phase| !matches!(phase, PodPhase::Succeeded | PodPhase::Failed));
+    if !started {
+        return None;
+    }
+    let grace = requested
+        .or(pod.spec.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS);
+    (grace > 0).then_some(grace)
 }
 
 /// The current time at the precision objects are stored with (seconds, as Kubernetes), so that

@@ -17,7 +17,10 @@
 //! - **Status** is a subresource: `update`/`apply` keep the stored `status`, `update_status`
 //!   changes nothing else.
 //! - **Deletion.** An object with finalizers gets a `deletionTimestamp` (a MODIFIED event) and
-//!   goes (DELETED) when an update removes the last finalizer. Cascading deletion is the
+//!   goes (DELETED) when an update removes the last finalizer. A Pod the agent has started is
+//!   deleted gracefully: it gets a `deletionTimestamp` and `deletionGracePeriodSeconds`, and goes
+//!   when the agent, having stopped its containers, deletes it with grace 0
+//!   ([`DeleteOptions`], [`RedbStore::delete_with`]). Cascading deletion is the
 //!   controller's garbage collector; [`RedbStore::dependents`] gives it an owner's dependents.
 //! - **Namespaces** are checked here, not in the API layer: a namespaced object can only be
 //!   created in an existing namespace that is not terminating. Only the store can check that in
@@ -85,7 +88,9 @@ pub mod error;
 mod store;
 pub mod watch;
 
-pub use crate::core::{Compaction, Op, Options, Outcome, Preconditions};
+pub use crate::core::{
+    Compaction, DEFAULT_GRACE_PERIOD_SECONDS, DeleteOptions, Op, Options, Outcome, Preconditions,
+};
 pub use error::{Error, GoneCause, Result};
 pub use store::{List, RedbStore, key_of};
 pub use tokio_stream::{Stream, StreamExt};

@@ -6,7 +6,7 @@ use berth_api::{LabelSelector, Object, ObjectKey, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::{
-    core::{Compaction, Core, Op, Options, Outcome, Preconditions},
+    core::{Compaction, Core, DeleteOptions, Op, Options, Outcome, Preconditions},
     error::{Error, Result},
     watch::{Watch, WatchFilter, WatchStart},
 };
@@ -200,11 +200,23 @@ impl RedbStore {
     }
 
     /// Deletes the object, or, while it has finalizers, sets its `deletionTimestamp`: it goes
-    /// when an update removes the last finalizer.
+    /// when an update removes the last finalizer. A pod the agent has started terminates
+    /// gracefully with its own grace period (see [`DeleteOptions`]).
     pub async fn delete(&self, key: &ObjectKey, preconditions: Preconditions) -> Result<Outcome> {
         self.write_one(Op::Delete {
             key: key.clone(),
             preconditions,
+        })
+        .await
+    }
+
+    /// Deletes the object with explicit options: a started pod gets a `deletionTimestamp` and
+    /// goes when the agent has stopped it and deletes it with a grace period of 0 (Kubernetes'
+    /// graceful deletion; see [`DeleteOptions`]).
+    pub async fn delete_with(&self, key: &ObjectKey, options: DeleteOptions) -> Result<Outcome> {
+        self.write_one(Op::DeleteWith {
+            key: key.clone(),
+            options,
         })
         .await
     }
@@ -307,5 +319,183 @@ impl RedbStore {
                 Err(err) => tracing::warn!(?err, "change log compaction failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_api::core_v1::{Pod, PodPhase, PodStatus};
+
+    use super::*;
+    use crate::{Outcome, StreamExt, watch::EventType};
+
+    fn store() -> RedbStore {
+        RedbStore::open_in_memory(Options::default()).unwrap()
+    }
+
+    fn pod(name: &str, grace: Option<i64>) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.name = Some(name.into());
+        pod.spec.termination_grace_period_seconds = grace;
+        pod
+    }
+
+    /// Creates `pod` and, with `phase`, writes a status as the agent would.
+    async fn create(store: &RedbStore, pod: Pod, phase: Option<PodPhase>) -> Object {
+        let created = store.create(pod).await.unwrap();
+        let Some(phase) = phase else {
+            return created;
+        };
+        let Object::Pod(mut pod) = created else {
+            unreachable!()
+        };
+        pod.status = Some(PodStatus {
+            phase: Some(phase),
+            ..PodStatus::default()
+        });
+        store.update_status(pod).await.unwrap()
+    }
+
+    fn grace_options(uid: Option<String>, grace: Option<i64>) -> DeleteOptions {
+        DeleteOptions {
+            preconditions: Preconditions {
+                uid,
+                resource_version: None,
+            },
+            grace_period_seconds: grace,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_started_pod_terminates_gracefully_until_deleted_with_grace_zero() {
+        let store = store();
+        let running = create(&store, pod("web", Some(20)), Some(PodPhase::Running)).await;
+        let key = running.key();
+        let uid = running.metadata().uid.clone();
+        let mut watch = store
+            .watch(crate::WatchFilter::kind("Pod"), crate::WatchStart::Now)
+            .await
+            .unwrap();
+
+        let outcome = store.delete(&key, Preconditions::default()).await.unwrap();
+        let Outcome::Terminating(terminating) = outcome else {
+            panic!("expected Terminating, got {outcome:?}");
+        };
+        let meta = terminating.metadata();
+        assert_eq!(meta.deletion_grace_period_seconds, Some(20));
+        let created_at = meta.creation_timestamp.unwrap().0;
+        let deadline = meta.deletion_timestamp.unwrap().0;
+        assert!(deadline >= created_at + jiff::SignedDuration::from_secs(20));
+        assert_eq!(
+            meta.generation,
+            Some(2),
+            "deletion starting bumps the generation"
+        );
+        let event = watch.next().await.unwrap().unwrap();
+        assert_eq!(event.event_type, EventType::Modified);
+
+        // Status writes during termination do not delete it.
+        let Object::Pod(mut stopping) = store.get(&key).await.unwrap() else {
+            unreachable!()
+        };
+        stopping.status.as_mut().unwrap().message = Some("stopping".into());
+        store.update_status(stopping).await.unwrap();
+        assert!(store.get(&key).await.is_ok());
+
+        // A longer grace period changes nothing; a shorter one moves the deadline closer.
+        let longer = store
+            .delete_with(&key, grace_options(None, Some(60)))
+            .await
+            .unwrap();
+        assert_eq!(
+            longer.object().metadata().deletion_grace_period_seconds,
+            Some(20)
+        );
+        let shorter = store
+            .delete_with(&key, grace_options(None, Some(5)))
+            .await
+            .unwrap();
+        let meta = shorter.object().metadata();
+        assert_eq!(meta.deletion_grace_period_seconds, Some(5));
+        assert!(meta.deletion_timestamp.unwrap().0 < deadline);
+        assert_eq!(meta.generation, Some(2), "only the first delete bumps it");
+
+        // The agent, done stopping it, deletes it for good (the same pod only).
+        let wrong_uid = store
+            .delete_with(&key, grace_options(Some("other".into()), Some(0)))
+            .await
+            .unwrap_err();
+        assert!(matches!(wrong_uid, crate::Error::UidPrecondition { .. }));
+        let gone = store
+            .delete_with(&key, grace_options(uid, Some(0)))
+            .await
+            .unwrap();
+        assert!(matches!(gone, Outcome::Deleted(_)));
+        assert!(store.get(&key).await.unwrap_err().is_not_found());
+    }
+
+    #[tokio::test]
+    async fn pods_not_started_terminal_or_forced_go_at_once() {
+        let store = store();
+        for (name, phase, grace) in [
+            ("never-started", None, None),
+            ("succeeded", Some(PodPhase::Succeeded), None),
+            ("failed", Some(PodPhase::Failed), None),
+            ("forced", Some(PodPhase::Running), Some(0)),
+        ] {
+            let created = create(&store, pod(name, None), phase).await;
+            let outcome = store
+                .delete_with(&created.key(), grace_options(None, grace))
+                .await
+                .unwrap();
+            assert!(
+                matches!(outcome, Outcome::Deleted(_)),
+                "{name}: {outcome:?}"
+            );
+        }
+        // Pending (containers being created) is started: graceful, with the default 30s.
+        let pending = create(&store, pod("pending", None), Some(PodPhase::Pending)).await;
+        let outcome = store
+            .delete(&pending.key(), Preconditions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome.object().metadata().deletion_grace_period_seconds,
+            Some(crate::DEFAULT_GRACE_PERIOD_SECONDS)
+        );
+        let negative = store
+            .delete_with(&pending.key(), grace_options(None, Some(-1)))
+            .await
+            .unwrap_err();
+        assert!(
+            negative.to_string().contains("gracePeriodSeconds"),
+            "{negative}"
+        );
+    }
+
+    #[tokio::test]
+    async fn finalizers_still_hold_a_pod_after_its_grace_period() {
+        let store = store();
+        let mut held = pod("held", Some(10));
+        held.metadata.finalizers = vec!["example.com/hold".into()];
+        let running = create(&store, held, Some(PodPhase::Running)).await;
+        let key = running.key();
+        store.delete(&key, Preconditions::default()).await.unwrap();
+        // Grace 0 with a finalizer left: it stays, with the grace cut to 0.
+        let outcome = store
+            .delete_with(&key, grace_options(None, Some(0)))
+            .await
+            .unwrap();
+        let Outcome::Terminating(terminating) = outcome else {
+            panic!("expected Terminating, got {outcome:?}");
+        };
+        assert_eq!(
+            terminating.metadata().deletion_grace_period_seconds,
+            Some(0)
+        );
+        let mut released = terminating;
+        released.metadata_mut().finalizers.clear();
+        let outcome = store.apply(released).await.unwrap();
+        assert!(matches!(outcome, Outcome::Deleted(_)), "{outcome:?}");
     }
 }

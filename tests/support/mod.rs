@@ -2,6 +2,8 @@
 //! with `berth image build`, and cleanup of every container a test names, even on panic.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
@@ -43,6 +45,18 @@ impl Env {
             String::from_utf8_lossy(&out.stderr)
         );
         Some(env)
+    }
+
+    /// Builds the busybox rootfs into one more image named `tag` (e.g. the examples'
+    /// `berth.local/busybox:latest`).
+    pub fn tag_image(&self, tag: &str) {
+        let rootfs = self.dir.path().join("rootfs");
+        let out = self.berth(&["image", "build", rootfs.to_str().unwrap(), "--tag", tag]);
+        assert!(
+            out.status.success(),
+            "image build: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn root(&self) -> PathBuf {

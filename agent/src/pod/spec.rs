@@ -732,6 +732,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn volume_mounts_become_bind_mounts() {
+        use berth_api::core_v1::VolumeMount;
+
+        use crate::{pod::volumes::PodVolumes, runtime::Mount};
+
+        let source = FakeConfigSource::default();
+        let pod = pod();
+        let sandbox = SandboxId("sb".into());
+        let mut volumes = PodVolumes::default();
+        volumes
+            .paths
+            .insert("data".into(), "/pods/uid-1/data".into());
+        volumes
+            .paths
+            .insert("config".into(), "/pods/uid-1/config".into());
+        volumes.read_only.insert("config".into());
+        let ctx = SpecContext {
+            pod: &pod,
+            sandbox: &sandbox,
+            pod_ip: None,
+            restart_count: 0,
+            pids_limit: None,
+            volumes: &volumes,
+        };
+        let mut c = container(&["/bin/app"], &[]);
+        let mount = |name: &str, path: &str, read_only| VolumeMount {
+            name: name.into(),
+            mount_path: path.into(),
+            read_only,
+            sub_path: None,
+        };
+        c.volume_mounts = vec![
+            mount("data", "/data", Some(true)),
+            mount("config", "/etc/app", None),
+        ];
+        let (spec, _) = container_spec(&c, &ctx, &source).await.unwrap();
+        assert_eq!(
+            spec.mounts,
+            [
+                Mount {
+                    source: "/pods/uid-1/data".into(),
+                    destination: "/data".into(),
+                    read_only: true,
+                },
+                Mount {
+                    source: "/pods/uid-1/config".into(),
+                    destination: "/etc/app".into(),
+                    read_only: true,
+                },
+            ]
+        );
+        c.volume_mounts = vec![mount("missing", "/x", None)];
+        let err = container_spec(&c, &ctx, &source).await.unwrap_err();
+        assert!(
+            matches!(&err, SpecError::Volume { container, .. } if container == "app"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
     async fn resources_identity_and_privileges() {
         let source = FakeConfigSource::default();
         let mut pod = pod();

@@ -17,6 +17,13 @@
 //! container (grace: the probe's `terminationGracePeriodSeconds`, else the pod's) and its exit
 //! takes the same path. Readiness only toggles `ready`.
 //!
+//! [`PodWorker::adopt`] starts a worker over what an earlier agent left in the runtime (berth
+//! restarted; see [`Adoption`]): it reuses the pod's sandbox, follows the running instances
+//! (waits on them, probes them), takes an instance that exited while nobody watched as an exit
+//! (restart per policy, `restartCount` continued from the instance's
+//! [`labels::RESTART_COUNT`] or the stored status), and deletes older exited instances.
+//! [`PodWorker::abandon`] is the other half: it stops the worker and leaves the containers.
+//!
 //! [`PodWorker::terminate`] runs each running container's preStop hook (counted against the
 //! grace period), stops it (SIGTERM, SIGKILL once the rest of the grace is up), deletes every
 //! container and then the sandbox. It is idempotent.
@@ -44,7 +51,8 @@ use crate::{
     },
     restart::{BackoffConfig, Decision, GoDuration, RestartTracker},
     runtime::{
-        ContainerId, ContainerRuntime, ExitInfo, RuntimeError, SandboxInfo, SandboxSpec, labels,
+        ContainerId, ContainerInfo, ContainerRuntime, ContainerState, DnsConfig, ExitInfo,
+        RuntimeError, SandboxInfo, SandboxSpec, labels,
     },
     status::{
         ContainerEvent, ContainerPhase, ObservedContainer, ObservedPod, WaitingReason, pod_status,
@@ -190,6 +198,18 @@ enum Command {
     Terminate { grace: Option<Duration> },
 }
 
+/// What an earlier agent left of a pod: found by the pod uid label ([`labels::POD_UID`]) after a
+/// restart of berth, and the status it last wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Adoption {
+    /// The pod's sandboxes (normally one; extra ones from an interrupted creation are deleted).
+    pub sandboxes: Vec<SandboxInfo>,
+    /// Every instance of the pod's containers, running or exited.
+    pub containers: Vec<ContainerInfo>,
+    /// The pod's status in the store (restart counts, start time, image ids).
+    pub status: Option<PodStatus>,
+}
+
 /// A handle on a running pod worker.
 pub struct PodWorker {
     commands: mpsc::UnboundedSender<Command>,
@@ -205,12 +225,41 @@ impl PodWorker {
         status_tx: watch::Sender<PodStatus>,
         events: mpsc::UnboundedSender<PodEvent>,
     ) -> Self {
+        Self::start(pod, ctx, status_tx, events, None)
+    }
+
+    /// Starts running `pod` over what an earlier agent left of it (see the module doc): its
+    /// sandbox and running containers are kept, exits seen while nobody watched restart per
+    /// policy.
+    pub fn adopt(
+        pod: Pod,
+        ctx: WorkerContext,
+        status_tx: watch::Sender<PodStatus>,
+        events: mpsc::UnboundedSender<PodEvent>,
+        adoption: Adoption,
+    ) -> Self {
+        Self::start(pod, ctx, status_tx, events, Some(adoption))
+    }
+
+    fn start(
+        pod: Pod,
+        ctx: WorkerContext,
+        status_tx: watch::Sender<PodStatus>,
+        events: mpsc::UnboundedSender<PodEvent>,
+        adoption: Option<Adoption>,
+    ) -> Self {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (stage_tx, stage) = watch::channel(PodStage::Creating);
         let name = pod_name(&pod);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let span = info_span!("pod", pod = %name, uid = %uid);
-        let run = Run::new(pod, ctx, status_tx, events, stage_tx);
+        let mut run = Run::new(pod, ctx, status_tx, events, stage_tx);
+        if let Some(adoption) = adoption {
+            if let Some(start) = adoption.status.as_ref().and_then(|s| s.start_time) {
+                run.observed.start_time = Some(start.0);
+            }
+            run.adoption = Some(adoption);
+        }
         let task = tokio::spawn(run.run(commands_rx).instrument(span));
         Self {
             commands,
@@ -235,6 +284,13 @@ impl PodWorker {
     /// Whether the worker's task has ended (after termination).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+
+    /// Stops the worker and leaves the pod's containers and sandbox as they are, for a later
+    /// agent to [`adopt`](Self::adopt) (berth stopping without stopping its pods). Probes stop
+    /// with it; containers keep running.
+    pub fn abandon(&self) {
+        self.task.abort();
     }
 }
 
@@ -292,6 +348,8 @@ struct Run {
     msgs: mpsc::UnboundedReceiver<Msg>,
     probes_tx: mpsc::UnboundedSender<ProbeResult>,
     probes: mpsc::UnboundedReceiver<ProbeResult>,
+    /// What an earlier agent left, taken when the pod starts.
+    adoption: Option<Adoption>,
 }
 
 /// The result of waiting for something while a terminate request may come.
@@ -379,6 +437,7 @@ impl Run {
             msgs,
             probes_tx,
             probes,
+            adoption: None,
         };
         for (type_, reason, message) in pending {
             run.event(type_, reason, None, message);
@@ -452,7 +511,11 @@ impl Run {
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        self.publish();
+        // An adopted pod keeps its stored status until its containers are adopted: no flap
+        // through Pending while berth restarts.
+        if self.adoption.is_none() {
+            self.publish();
+        }
         let grace = match self.run_pod(&mut commands).await {
             Interrupted::Terminate(grace) => grace,
             Interrupted::Done(()) => None,
@@ -465,6 +528,10 @@ impl Run {
         &mut self,
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Interrupted<()> {
+        let adoption = self.adoption.take();
+        if let Some(adoption) = &adoption {
+            self.adopt_sandbox(adoption).await;
+        }
         // The sandbox and the volumes, retried with backoff.
         let mut delay = self.backoff.initial;
         loop {
@@ -494,14 +561,30 @@ impl Run {
                 }
             }
         }
-        self.set_stage(PodStage::Initializing);
-        if let Interrupted::Terminate(grace) = self.run_init_containers(commands).await {
+        if let Some(adoption) = adoption
+            && self.adopt_containers(adoption).await
+        {
+            self.set_stage(PodStage::Running);
+        } else {
+            self.set_stage(PodStage::Initializing);
+        }
+        if *self.stage.borrow() == PodStage::Initializing
+            && let Interrupted::Terminate(grace) = self.run_init_containers(commands).await
+        {
             return Interrupted::Terminate(grace);
         }
         if *self.stage.borrow() == PodStage::Initializing {
             self.set_stage(PodStage::Running);
             for index in 0..self.slots.len() {
                 self.start_app(index).await;
+            }
+        } else if *self.stage.borrow() == PodStage::Running {
+            // Adopted: the containers without an instance to follow start now.
+            for index in 0..self.slots.len() {
+                let slot = &self.slots[index];
+                if slot.current.is_none() && slot.pending_exit.is_none() {
+                    self.start_app(index).await;
+                }
             }
         }
         loop {
@@ -546,14 +629,28 @@ impl Run {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        let host_network = spec.host_network.unwrap_or(false);
+        let namespace = meta.namespace.as_deref().unwrap_or("default");
+        // ClusterFirst, the Kubernetes default: Services resolve by name; a pod on the host's
+        // network keeps the host's resolver.
+        let dns = (!host_network).then(|| DnsConfig {
+            nameservers: Vec::new(),
+            searches: vec![
+                format!("{namespace}.svc.cluster.local"),
+                "svc.cluster.local".into(),
+                "cluster.local".into(),
+            ],
+            options: vec!["ndots:5".into()],
+        });
         let sandbox = SandboxSpec {
             name: self.name.clone(),
             hostname: spec
                 .hostname
                 .clone()
                 .unwrap_or_else(|| meta.name().to_owned()),
-            host_network: spec.host_network.unwrap_or(false),
+            host_network,
             extra_hosts: Vec::new(),
+            dns,
             labels: sandbox_labels,
         };
         let info = self
@@ -855,35 +952,7 @@ impl Run {
                     self.observed(false, &container).last_exit = Some(exit);
                     self.publish();
                 }
-                let runtime = self.ctx.runtime.clone();
-                let msgs = self.msgs_tx.clone();
-                let name = container.name.clone();
-                let wait_id = id.clone();
-                tokio::spawn(async move {
-                    let exit = runtime.wait(&wait_id).await;
-                    let _ = msgs.send(Msg::Exited {
-                        name,
-                        id: wait_id,
-                        exit,
-                    });
-                });
-                let has_probes = container.liveness_probe.is_some()
-                    || container.readiness_probe.is_some()
-                    || container.startup_probe.is_some();
-                if has_probes {
-                    let probes = ContainerProbes::spawn(
-                        self.ctx.prober.clone(),
-                        ContainerProbesSpec {
-                            pod_uid: self.uid.clone(),
-                            container: container.clone(),
-                            container_id: id.clone(),
-                            pod_ip: self.observed.pod_ip,
-                            started_at,
-                        },
-                        self.probes_tx.clone(),
-                    );
-                    self.slots[index].probes = Some(probes);
-                }
+                self.follow(index, &id, started_at);
                 if let Some(hook) = container
                     .lifecycle
                     .as_ref()
@@ -895,6 +964,230 @@ impl Run {
             // Through the loop, so that a start failing again and again is not a recursion.
             Err(exit) => {
                 let _ = self.msgs_tx.send(Msg::StartFailed { index, exit });
+            }
+        }
+    }
+
+    /// Waits for the running instance `id` of app container `index` (its exit comes back as a
+    /// message) and starts its probes.
+    fn follow(&mut self, index: usize, id: &ContainerId, started_at: Instant) {
+        let container = self.slots[index].container.clone();
+        let runtime = self.ctx.runtime.clone();
+        let msgs = self.msgs_tx.clone();
+        let name = container.name.clone();
+        let wait_id = id.clone();
+        tokio::spawn(async move {
+            let exit = runtime.wait(&wait_id).await;
+            let _ = msgs.send(Msg::Exited {
+                name,
+                id: wait_id,
+                exit,
+            });
+        });
+        let has_probes = container.liveness_probe.is_some()
+            || container.readiness_probe.is_some()
+            || container.startup_probe.is_some();
+        if has_probes {
+            let probes = ContainerProbes::spawn(
+                self.ctx.prober.clone(),
+                ContainerProbesSpec {
+                    pod_uid: self.uid.clone(),
+                    container: container.clone(),
+                    container_id: id.clone(),
+                    pod_ip: self.observed.pod_ip,
+                    started_at,
+                },
+                self.probes_tx.clone(),
+            );
+            self.slots[index].probes = Some(probes);
+        }
+    }
+
+    /// Takes over the sandbox an earlier agent created: the one the newest containers joined,
+    /// else the first; the others (left by an interrupted creation) are deleted.
+    async fn adopt_sandbox(&mut self, adoption: &Adoption) {
+        let wanted = adoption
+            .containers
+            .iter()
+            .max_by_key(|c| c.created_at)
+            .and_then(|c| c.sandbox.clone());
+        let chosen = wanted
+            .and_then(|id| adoption.sandboxes.iter().find(|s| s.id == id))
+            .or_else(|| adoption.sandboxes.first())
+            .cloned();
+        for sandbox in &adoption.sandboxes {
+            if Some(&sandbox.id) != chosen.as_ref().map(|c| &c.id) {
+                info!(sandbox = %sandbox.id, "deleting a sandbox left over from an earlier agent");
+                if let Err(err) = self.ctx.runtime.delete_sandbox(&sandbox.id).await {
+                    warn!(error = %err, sandbox = %sandbox.id, "deleting a left-over sandbox");
+                }
+            }
+        }
+        if let Some(sandbox) = chosen {
+            info!(sandbox = %sandbox.id, "adopted the sandbox");
+            self.observed.pod_ip = sandbox.ip;
+            self.sandbox = Some(sandbox);
+        }
+    }
+
+    /// Takes over the containers an earlier agent created in the adopted sandbox; whether the
+    /// pod's app containers had started (then the init containers are done).
+    async fn adopt_containers(&mut self, adoption: Adoption) -> bool {
+        let Some(sandbox) = self.sandbox.as_ref().map(|s| s.id.clone()) else {
+            self.delete_instances(adoption.containers).await;
+            return false;
+        };
+        let (usable, stale): (Vec<_>, Vec<_>) = adoption
+            .containers
+            .into_iter()
+            .partition(|c| c.sandbox.as_ref() == Some(&sandbox));
+        self.delete_instances(stale).await;
+        let name_of = |c: &ContainerInfo| {
+            c.labels
+                .get(labels::CONTAINER_NAME)
+                .cloned()
+                .unwrap_or_else(|| c.name.clone())
+        };
+        let mut apps: Vec<Vec<ContainerInfo>> = vec![Vec::new(); self.slots.len()];
+        let mut inits: Vec<Vec<ContainerInfo>> =
+            vec![Vec::new(); self.pod.spec.init_containers.len()];
+        let mut unknown = Vec::new();
+        for info in usable {
+            let name = name_of(&info);
+            if let Some(index) = self.slots.iter().position(|s| s.container.name == name) {
+                apps[index].push(info);
+            } else if let Some(index) = self
+                .pod
+                .spec
+                .init_containers
+                .iter()
+                .position(|c| c.name == name)
+            {
+                inits[index].push(info);
+            } else {
+                unknown.push(info);
+            }
+        }
+        self.delete_instances(unknown).await;
+        if apps.iter().all(Vec::is_empty) {
+            // The init containers had not finished: they run again from the first.
+            self.delete_instances(inits.into_iter().flatten().collect())
+                .await;
+            return false;
+        }
+        let stored = adoption.status.unwrap_or_default();
+        for (container, mut instances) in
+            self.pod.spec.init_containers.clone().into_iter().zip(inits)
+        {
+            instances.sort_by_key(|c| c.created_at);
+            let Some(latest) = instances.pop() else {
+                continue;
+            };
+            self.delete_instances(instances).await;
+            self.instances.push(latest.id.clone());
+            self.observed(true, &container).container_id = Some(latest.id.clone());
+            if let ContainerState::Exited(exit) = latest.state {
+                self.transition(
+                    true,
+                    &container,
+                    ContainerEvent::Started {
+                        at: exit.started_at,
+                    },
+                );
+                self.transition(true, &container, ContainerEvent::Exited(exit.clone()));
+                self.observed(true, &container).ready = exit.succeeded();
+            }
+        }
+        let policy = self
+            .pod
+            .spec
+            .restart_policy
+            .unwrap_or(RestartPolicy::Always);
+        for (index, mut instances) in apps.into_iter().enumerate() {
+            instances.sort_by_key(|c| (c.created_at, restart_label(c)));
+            let Some(latest) = instances.pop() else {
+                continue;
+            };
+            self.delete_instances(instances).await;
+            let container = self.slots[index].container.clone();
+            let stored_count = stored
+                .container_statuses
+                .iter()
+                .find(|s| s.name == container.name)
+                .map(|s| u32::try_from(s.restart_count).unwrap_or(0));
+            let restart_count = restart_label(&latest).max(stored_count.unwrap_or(0));
+            self.slots[index].tracker =
+                RestartTracker::adopted(policy, self.backoff, restart_count);
+            if let Some(status) = stored
+                .container_statuses
+                .iter()
+                .find(|s| s.name == container.name && !s.image_id.is_empty())
+            {
+                self.observed(false, &container).image_id = status.image_id.clone();
+            }
+            match latest.state {
+                ContainerState::Created => {
+                    // Created but never started: start a fresh one.
+                    self.delete_instances(vec![latest]).await;
+                }
+                ContainerState::Running => {
+                    info!(container = %container.name, id = %latest.id, restart_count, "adopted a running container");
+                    let at = latest.started_at.unwrap_or(latest.created_at);
+                    self.instances.push(latest.id.clone());
+                    self.slots[index].current = Some(latest.id.clone());
+                    // Readiness as last reported for this very instance, until its probe
+                    // says otherwise.
+                    let was_ready = stored.container_statuses.iter().any(|s| {
+                        s.name == container.name
+                            && s.ready
+                            && s.container_id.as_deref()
+                                == Some(format!("berth://{}", latest.id).as_str())
+                    });
+                    let observed = self.observed(false, &container);
+                    observed.container_id = Some(latest.id.clone());
+                    observed.restart_count = restart_count;
+                    observed.ready = container.readiness_probe.is_none() || was_ready;
+                    observed.started = true;
+                    self.transition(false, &container, ContainerEvent::Started { at });
+                    self.follow(index, &latest.id, Instant::now());
+                }
+                ContainerState::Exited(exit) => {
+                    info!(container = %container.name, id = %latest.id, exit_code = exit.exit_code, "container exited while the agent was down");
+                    self.instances.push(latest.id.clone());
+                    self.slots[index].current = Some(latest.id.clone());
+                    let observed = self.observed(false, &container);
+                    observed.container_id = Some(latest.id.clone());
+                    observed.restart_count = restart_count;
+                    self.transition(
+                        false,
+                        &container,
+                        ContainerEvent::Started {
+                            at: exit.started_at,
+                        },
+                    );
+                    self.transition(false, &container, ContainerEvent::Exited(exit.clone()));
+                    // The restart policy decides in the worker's loop, as for any exit.
+                    let _ = self.msgs_tx.send(Msg::StartFailed { index, exit });
+                }
+            }
+        }
+        self.publish();
+        true
+    }
+
+    /// Stops (at once) and deletes instances the pod does not need any more.
+    async fn delete_instances(&mut self, instances: Vec<ContainerInfo>) {
+        for info in instances {
+            if info.state == ContainerState::Running
+                && let Err(err) = self.ctx.runtime.stop(&info.id, Duration::ZERO, None).await
+            {
+                warn!(error = %err, container = %info.id, "stopping a left-over container");
+            }
+            match self.ctx.runtime.delete(&info.id).await {
+                Ok(()) => self.instances.retain(|id| *id != info.id),
+                Err(err) => {
+                    warn!(error = %err, container = %info.id, "deleting a left-over container")
+                }
             }
         }
     }
@@ -1265,6 +1558,14 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     })
     .await;
     outputs.into_iter().map(|o| o.expect("all ready")).collect()
+}
+
+/// The restart count an instance was created with ([`labels::RESTART_COUNT`]; 0 without one).
+fn restart_label(info: &ContainerInfo) -> u32 {
+    info.labels
+        .get(labels::RESTART_COUNT)
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
 }
 
 fn probe_grace(probe: Option<&Probe>) -> Option<Duration> {

@@ -14,7 +14,10 @@ impl Rollout<'_> {
             }
         }
         if scaled_down || self.old_pods_running() {
-            return self.sync_rollout_status().await;
+            // Old pods terminate gracefully and their deletion changes no ReplicaSet (their
+            // status stopped counting them when deletion began): look again shortly.
+            let action = self.sync_rollout_status().await?;
+            return Ok(action.min(Action::requeue(std::time::Duration::from_secs(1))));
         }
         if self.new.is_none() {
             self.sync_new_replica_set(true).await?;

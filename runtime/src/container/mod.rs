@@ -61,6 +61,9 @@ pub struct RuntimeConfig {
     pub cgroup_parent: PathBuf,
     /// The binary re-executed as shim; must call [`crate::shim::run_if_shim`] first thing.
     pub shim_exe: PathBuf,
+    /// Pod networking of sandboxes with a network namespace of their own: the host bridge
+    /// and the pod CIDR (`berth0`, `10.73.0.0/16`).
+    pub network: crate::network::NetworkConfig,
 }
 
 impl RuntimeConfig {
@@ -73,6 +76,7 @@ impl RuntimeConfig {
             mountinfo_path: PathBuf::from("/proc/self/mountinfo"),
             cgroup_parent: PathBuf::from("/berth"),
             shim_exe: PathBuf::from("/proc/self/exe"),
+            network: crate::network::NetworkConfig::default(),
         }
     }
 }

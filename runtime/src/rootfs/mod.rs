@@ -109,6 +109,28 @@ fn common_parent(paths: &[PathBuf]) -> PathBuf {
     parent
 }
 
+/// The nosuid/nodev/noexec flags of the mount `source` is on. A read-only bind remount sets the
+/// mount's flags to exactly the ones given, so without these it would clear them (a `nosuid`
+/// tmpfs volume would become suid-capable inside the container); runc keeps them the same way.
+/// A source that cannot be inspected adds none (the bind mount itself then reports the error).
+fn kept_mount_flags(source: &Path) -> MsFlags {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    let Ok(stat) = statvfs(source) else {
+        return MsFlags::empty();
+    };
+    let mut flags = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if stat.flags().contains(fs) {
+            flags |= ms;
+        }
+    }
+    flags
+}
+
 /// Performs the setup with an injected [`Syscall`].
 pub struct Rootfs<'s> {
     syscall: &'s dyn Syscall,
@@ -369,7 +391,10 @@ impl<'s> Rootfs<'s> {
                 let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
                 self.mount(&what, Some(source), &target, None, bind, None)?;
                 if *readonly {
-                    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                    let flags = MsFlags::MS_BIND
+                        | MsFlags::MS_REMOUNT
+                        | MsFlags::MS_RDONLY
+                        | kept_mount_flags(source);
                     self.mount(&what, None, &target, None, flags, None)?;
                 }
                 Ok(())
@@ -497,6 +522,46 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn read_only_binds_keep_the_source_mounts_nosuid_nodev_noexec() {
+        // Every mount point of this host, its flags as the mount table states them (the last
+        // entry of a path is the mount on top).
+        let table = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let mut tops = std::collections::BTreeMap::new();
+        for line in table.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if let [_, target, _, options, ..] = fields[..]
+                && !target.contains('\\')
+            {
+                tops.insert(target.to_owned(), options.to_owned());
+            }
+        }
+        let mut checked = 0;
+        for (target, options) in &tops {
+            let mut expected = MsFlags::empty();
+            for (option, flag) in [
+                ("nosuid", MsFlags::MS_NOSUID),
+                ("nodev", MsFlags::MS_NODEV),
+                ("noexec", MsFlags::MS_NOEXEC),
+            ] {
+                if options.split(',').any(|o| o == option) {
+                    expected |= flag;
+                }
+            }
+            assert_eq!(
+                kept_mount_flags(Path::new(target)),
+                expected,
+                "{target}: {options}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 0, "no mount point to check in {table}");
+        assert_eq!(
+            kept_mount_flags(Path::new("/no/such/source")),
+            MsFlags::empty()
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub fn runtime(dir: &Path, cgroup_parent: &str) -> LinuxRuntime {
     let mut config = RuntimeConfig::new(dir.join("root"), dir.join("run"));
     config.shim_exe = std::env::current_exe().expect("current_exe");
     config.cgroup_parent = PathBuf::from(cgroup_parent);
+    config.network = berth_runtime::testing::test_network();
     LinuxRuntime::new(config, Arc::new(LinuxSyscall))
 }
 

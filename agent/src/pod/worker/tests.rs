@@ -71,6 +71,11 @@ struct Harness {
 
 impl Harness {
     fn start(rt: &FakeRuntime, pod: Pod) -> Self {
+        Self::start_with(rt, pod, None)
+    }
+
+    /// Starts the worker, adopting what `adoption` found when given.
+    fn start_with(rt: &FakeRuntime, pod: Pod, adoption: Option<Adoption>) -> Self {
         let runtime: Arc<dyn ContainerRuntime> = Arc::new(rt.clone());
         let ctx = WorkerContext {
             runtime: runtime.clone(),
@@ -86,7 +91,10 @@ impl Harness {
         let (status_tx, status) = watch::channel(PodStatus::default());
         let (events_tx, events) = mpsc::unbounded_channel();
         let t0 = Instant::now();
-        let worker = PodWorker::spawn(pod, ctx, status_tx, events_tx);
+        let worker = match adoption {
+            Some(adoption) => PodWorker::adopt(pod, ctx, status_tx, events_tx, adoption),
+            None => PodWorker::spawn(pod, ctx, status_tx, events_tx),
+        };
         Self {
             rt: rt.clone(),
             worker,
@@ -612,4 +620,129 @@ async fn a_start_error_is_retried_with_backoff() {
             .any(|(reason, message)| *reason == "Failed" && message.contains("exec: not found")),
         "{events:?}"
     );
+}
+
+/// What an earlier agent left of pod `uid-1`: its sandbox and `app` instances created with
+/// restart counts 0.. (all but the last run until they exit).
+async fn left_behind(rt: &FakeRuntime, instances: u32) -> (Adoption, Vec<ContainerId>) {
+    let pod_labels: BTreeMap<String, String> = [
+        (labels::POD_UID, "uid-1"),
+        (labels::POD_NAME, "web"),
+        (labels::POD_NAMESPACE, "default"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let sandbox = rt
+        .create_sandbox(SandboxSpec {
+            dns: None,
+            name: "default/web".into(),
+            labels: pod_labels.clone(),
+            ..SandboxSpec::default()
+        })
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for count in 0..instances {
+        let mut labels = pod_labels.clone();
+        labels.insert(labels::CONTAINER_NAME.into(), "app".into());
+        labels.insert(labels::RESTART_COUNT.into(), count.to_string());
+        let id = rt
+            .create(crate::runtime::ContainerSpec {
+                name: "app".into(),
+                image: "busybox".into(),
+                argv: vec!["/bin/app".into()],
+                labels,
+                sandbox: Some(sandbox.id.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        rt.start(&id).await.unwrap();
+        if count + 1 < instances {
+            rt.wait(&id).await.unwrap();
+        }
+        ids.push(id);
+    }
+    let filter = crate::runtime::LabelFilter::new([(labels::POD_UID, "uid-1")]);
+    let adoption = Adoption {
+        sandboxes: rt.list_sandboxes(&filter).await.unwrap(),
+        containers: rt.list(&filter).await.unwrap(),
+        status: None,
+    };
+    (adoption, ids)
+}
+
+#[tokio::test(start_paused = true)]
+async fn adoption_keeps_the_running_instance_and_deletes_older_exited_ones() {
+    let rt = FakeRuntime::new();
+    rt.script(
+        "app",
+        exits(1, S)
+            .then(Script_::Exit { after: S, code: 1 })
+            .then(Script_::Forever),
+    );
+    let (adoption, ids) = left_behind(&rt, 3).await;
+    let calls_before = rt.calls().len();
+    let h = Harness::start_with(
+        &rt,
+        pod(RestartPolicy::Always, vec![], vec![container("app")]),
+        Some(adoption),
+    );
+    tokio::time::sleep(secs(5)).await;
+    let after: Vec<Op> = rt.calls()[calls_before..]
+        .iter()
+        .map(|call| call.op.clone())
+        .collect();
+    assert!(
+        !after
+            .iter()
+            .any(|op| matches!(op, Op::Start { .. } | Op::CreateSandbox { .. })),
+        "nothing started or created again: {after:?}"
+    );
+    let filter = crate::runtime::LabelFilter::new([(labels::POD_UID, "uid-1")]);
+    let left: Vec<ContainerId> = rt
+        .list(&filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![ids[2].clone()],
+        "the older exited instances are deleted"
+    );
+    let status = h.container("app");
+    assert_eq!(status.restart_count, 2);
+    assert_eq!(status.container_id, Some(format!("berth://{}", ids[2])));
+    assert!(status.state.unwrap().running.is_some());
+    assert!(status.ready);
+    assert_eq!(h.phase(), Some(PodPhase::Running));
+    h.worker.terminate(None).await;
+    assert!(rt.list(&filter).await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn adoption_restarts_an_instance_that_exited_meanwhile() {
+    let rt = FakeRuntime::new();
+    rt.script("app", exits(7, S).then(Script_::Forever));
+    let (adoption, ids) = left_behind(&rt, 1).await;
+    rt.wait(&ids[0]).await.unwrap();
+    let h = Harness::start_with(
+        &rt,
+        pod(RestartPolicy::Always, vec![], vec![container("app")]),
+        Some(adoption),
+    );
+    tokio::time::sleep(secs(5)).await;
+    let status = h.container("app");
+    assert_eq!(status.restart_count, 1);
+    assert!(status.state.unwrap().running.is_some());
+    let last = status.last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 7);
+    let filter = crate::runtime::LabelFilter::new([(labels::POD_UID, "uid-1")]);
+    let left = rt.list(&filter).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0].id, ids[0]);
+    assert_eq!(left[0].labels[labels::RESTART_COUNT], "1");
 }
