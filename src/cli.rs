@@ -99,6 +99,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// List events.
     Events(EventsArgs),
+    /// Show CPU and memory usage of pods or the node (like `kubectl top`).
+    #[command(subcommand)]
+    Top(TopCommand),
     /// Run the daemon: store, controllers, node agent and API (the unix socket of `--socket`,
     /// and TCP with `--listen`, which needs `--token-file`).
     Daemon(DaemonArgs),
@@ -346,6 +349,25 @@ pub struct EventsArgs {
     /// Only the events of one object: `KIND/NAME` (`pod/web-1`).
     #[arg(long = "for", value_name = "KIND/NAME")]
     pub for_object: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopCommand {
+    /// CPU (a rate over one second) and memory (working set) of each pod.
+    #[command(alias = "pod", alias = "po")]
+    Pods(TopPodsArgs),
+    /// CPU and memory of the node, and of its pods in total.
+    #[command(alias = "node", alias = "no")]
+    Nodes,
+}
+
+#[derive(Debug, Args)]
+pub struct TopPodsArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Pods of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

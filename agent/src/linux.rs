@@ -579,6 +579,8 @@ fn create(inner: &Inner, spec: ContainerSpec) -> Result<ContainerId> {
             }
         }
         sandbox.join(&mut config.namespaces);
+        // The pod's hostname (its UTS namespace is the sandbox's) is also $HOSTNAME.
+        config.hostname = Some(sandbox.config.hostname.clone());
         config
             .labels
             .insert(SANDBOX_LABEL.into(), sandbox.config.id.clone());

@@ -8,6 +8,7 @@
 //! - [`replica_set`], [`deployment`], [`gc`]: the reconcilers, each a level-triggered
 //!   `reconcile(object, ctx) -> Result<Action>` with an `error_policy`;
 //!   [`deployment::rollback()`] is what `berth rollout undo` calls.
+//! - [`events`]: deletes Events older than a TTL (one hour, Kubernetes' `--event-ttl`).
 //! - [`pods`] (readiness, availability, deletion order) and [`hash`] (`pod-template-hash`).
 //! - `testing` (feature `testing`): a `FakeKubelet` for tests with paused time.
 //!
@@ -29,6 +30,7 @@
 pub mod clock;
 pub mod deployment;
 pub mod endpoints;
+pub mod events;
 pub mod gc;
 pub mod hash;
 pub mod pods;
@@ -39,7 +41,7 @@ pub mod service;
 pub mod testing;
 
 pub use clock::Clock;
-pub use runtime::{Action, Backoff, Controller};
+pub use runtime::{Action, Backoff, Controller, Observer};
 
 use std::sync::Arc;
 
@@ -50,26 +52,42 @@ use berth_api::{
 };
 use berth_store::RedbStore;
 
-/// What every reconciler is given: the store and the clock.
+/// What every reconciler is given: the store and the clock; and what [`run`] reports its
+/// controllers' work to, if anything.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub store: RedbStore,
     pub clock: Clock,
+    /// Reconcile durations, errors and queue depths of every controller [`run`] starts.
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 impl Context {
     pub fn new(store: RedbStore, clock: Clock) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            observer: None,
+        }
+    }
+
+    /// The same context, reporting to `observer` (the daemon's metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 }
 
-/// Runs the garbage collector and the ReplicaSet and Deployment controllers; spawn it and abort
-/// the task to stop them.
+/// Runs the garbage collector, the ReplicaSet, Deployment, Service and Endpoints controllers and
+/// the Events TTL collector; spawn it and abort the task to stop them. Their metrics labels are
+/// `ReplicaSet`, `Deployment`, `Service`, `Endpoints` and `Object` (the garbage collector).
 pub async fn run(ctx: Context) {
     let ctx = Arc::new(ctx);
+    let observer = ctx.observer.clone();
     let replica_sets = Controller::<ReplicaSet>::new(ctx.store.clone())
         .owns(<Pod as Resource>::KIND)
         .adopts(<Pod as Resource>::KIND, |rs| rs.spec.selector.as_ref())
+        .observed_by(observer.clone())
         .run(
             replica_set::reconcile,
             replica_set::error_policy,
@@ -78,6 +96,7 @@ pub async fn run(ctx: Context) {
     let deployments = Controller::<Deployment>::new(ctx.store.clone())
         .owns(<ReplicaSet as Resource>::KIND)
         .adopts(<ReplicaSet as Resource>::KIND, |d| d.spec.selector.as_ref())
+        .observed_by(observer.clone())
         .run(
             deployment::reconcile,
             deployment::error_policy,
@@ -87,16 +106,29 @@ pub async fn run(ctx: Context) {
         (*ctx).clone(),
         service::ServiceNetwork::default(),
     ));
-    let services = service::controller(ctx.store.clone()).run(
-        service::reconcile,
-        service::error_policy,
-        allocator,
+    let services = service::controller(ctx.store.clone())
+        .observed_by(observer.clone())
+        .run(service::reconcile, service::error_policy, allocator);
+    let endpoints = endpoints::controller(ctx.store.clone())
+        .labelled("Endpoints")
+        .observed_by(observer.clone())
+        .run(
+            endpoints::reconcile,
+            endpoints::error_policy,
+            Arc::clone(&ctx),
+        );
+    let event_ttl = events::run(Arc::clone(&ctx), events::EventTtl::default());
+    let collector = gc::controller(ctx.store.clone()).observed_by(observer).run(
+        gc::reconcile,
+        gc::error_policy,
+        ctx,
     );
-    let endpoints = endpoints::controller(ctx.store.clone()).run(
-        endpoints::reconcile,
-        endpoints::error_policy,
-        Arc::clone(&ctx),
+    tokio::join!(
+        replica_sets,
+        deployments,
+        services,
+        endpoints,
+        collector,
+        event_ttl
     );
-    let collector = gc::controller(ctx.store.clone()).run(gc::reconcile, gc::error_policy, ctx);
-    tokio::join!(replica_sets, deployments, services, endpoints, collector);
 }

@@ -13,6 +13,12 @@
 //!   to wait for the next change, run again after a delay, or back off exponentially per key.
 //!   Timers use tokio's clock, so tests with paused time drive them.
 //!
+//! - **Metrics.** A controller given an [`Observer`] ([`Controller::observed_by`]) reports the
+//!   duration and failure of every reconcile and its queue's depth on every add and pop, under
+//!   its metrics label ([`Controller::labelled`]; by default its kind). The observer is a trait
+//!   so that this crate does not depend on a metrics library: the daemon passes berth-metrics'
+//!   `DaemonMetrics`.
+//!
 //! Reconcilers are never told why they run: a key whose object is gone is simply dropped, and
 //! the next reconcile starts from whatever the store holds.
 
@@ -112,6 +118,17 @@ impl Backoff {
     }
 }
 
+/// What a controller's work loop reports, for metrics. `kind` is the controller's label
+/// ([`Controller::labelled`]): a small fixed set, never an object's name.
+pub trait Observer: Send + Sync + std::fmt::Debug + 'static {
+    /// One reconcile (reading the object included) took `took`; `failed` if it returned an
+    /// error (observed before the error policy runs).
+    fn reconciled(&self, kind: &'static str, took: Duration, failed: bool);
+
+    /// The number of keys waiting in the work queue (ready or timed), after an add or a pop.
+    fn queue_depth(&self, kind: &'static str, depth: usize);
+}
+
 /// A kind a controller reconciles, read from the store as an [`Object`].
 pub trait Reconciled: Send + Sync + Sized + 'static {
     /// The kind whose events enqueue their own key; `None` for a controller of every kind (the
@@ -154,6 +171,8 @@ pub struct Controller<K> {
     store: RedbStore,
     mappers: Vec<Mapper>,
     backoff: Backoff,
+    observer: Option<Arc<dyn Observer>>,
+    label: &'static str,
     _kind: std::marker::PhantomData<fn() -> K>,
 }
 
@@ -164,6 +183,8 @@ impl<K: Reconciled> Controller<K> {
             store,
             mappers: Vec::new(),
             backoff: Backoff::default(),
+            observer: None,
+            label: K::KIND.unwrap_or("Object"),
             _kind: std::marker::PhantomData,
         };
         if let Some(kind) = K::KIND {
@@ -259,6 +280,25 @@ impl<K: Reconciled> Controller<K> {
         self
     }
 
+    /// Reports reconciles and queue depth to `observer` (see the module documentation).
+    pub fn observed_by(mut self, observer: Option<Arc<dyn Observer>>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// The `kind` label this controller's metrics carry: by default the kind it reconciles
+    /// (`Object` for a controller of every kind); two controllers of one kind need two labels.
+    pub fn labelled(mut self, label: &'static str) -> Self {
+        self.label = label;
+        self
+    }
+
+    fn report_depth(&self, queue: &Queue) {
+        if let Some(observer) = &self.observer {
+            observer.queue_depth(self.label, queue.depth());
+        }
+    }
+
     /// Runs until the store's change feed closes, which does not happen while the controller
     /// holds its handle: spawn it and abort the task to stop it.
     pub async fn run<C, E, R, RFut, P>(self, reconcile: R, error_policy: P, ctx: Arc<C>)
@@ -297,16 +337,29 @@ impl<K: Reconciled> Controller<K> {
                 }
             }
             while let Some(key) = queue.pop() {
+                self.report_depth(&queue);
                 let (store, reconcile, error_policy, ctx) = (
                     self.store.clone(),
                     Arc::clone(&reconcile),
                     Arc::clone(&error_policy),
                     Arc::clone(&ctx),
                 );
+                let (observer, label) = (self.observer.clone(), self.label);
                 let task_key = key.clone();
                 let task = running.spawn(async move {
-                    run_one::<K, C, E, _, _, _>(&store, &task_key, &*reconcile, &*error_policy, ctx)
-                        .await
+                    let began = Instant::now();
+                    let outcome = run_one::<K, C, E, _, _, _>(
+                        &store,
+                        &task_key,
+                        &*reconcile,
+                        &*error_policy,
+                        ctx,
+                    )
+                    .await;
+                    if let Some(observer) = observer {
+                        observer.reconciled(label, began.elapsed(), outcome.is_err());
+                    }
+                    outcome
                 });
                 tasks.insert(task.id(), key);
             }
@@ -322,6 +375,7 @@ impl<K: Reconciled> Controller<K> {
                                 queue.add(key);
                             }
                         }
+                        self.report_depth(&queue);
                     }
                     Some(Err(err)) => {
                         tracing::debug!(?err, "watch interrupted, relisting");
@@ -361,9 +415,11 @@ impl<K: Reconciled> Controller<K> {
                         }
                     };
                     queue.done(&key, requeue_at);
+                    self.report_depth(&queue);
                 }
                 () = sleep_until(deadline), if deadline.is_some() => {
                     queue.fire_due(Instant::now());
+                    self.report_depth(&queue);
                 }
             }
         }
@@ -488,6 +544,11 @@ impl Queue {
         }
     }
 
+    /// Keys waiting to run: ready now, or on a timer (running keys are not waiting).
+    fn depth(&self) -> usize {
+        self.ready.len() + self.timers.len()
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         self.timers.first().map(|(at, _)| *at)
     }
@@ -566,6 +627,83 @@ mod tests {
         queue.add(key("a"));
         assert_eq!(queue.next_deadline(), None);
         assert_eq!(queue.pop(), Some(key("a")));
+    }
+
+    #[derive(Debug, Default)]
+    struct Recording {
+        reconciles: std::sync::Mutex<Vec<(&'static str, bool)>>,
+        depths: std::sync::Mutex<Vec<(&'static str, usize)>>,
+    }
+
+    impl Observer for Recording {
+        fn reconciled(&self, kind: &'static str, _took: Duration, failed: bool) {
+            self.reconciles.lock().unwrap().push((kind, failed));
+        }
+        fn queue_depth(&self, kind: &'static str, depth: usize) {
+            self.depths.lock().unwrap().push((kind, depth));
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("deployment {0} refused")]
+    struct Refused(String);
+
+    #[tokio::test]
+    async fn reports_each_reconcile_its_failure_and_the_queue_depth() {
+        let store =
+            berth_store::RedbStore::open_in_memory(berth_store::Options::default()).unwrap();
+        for name in ["good", "bad"] {
+            store
+                .create(berth_api::testing::deployment(name).build())
+                .await
+                .unwrap();
+        }
+        let recording = Arc::new(Recording::default());
+        let controller = Controller::<Deployment>::new(store.clone())
+            .labelled("Deployments")
+            .observed_by(Some(Arc::clone(&recording) as Arc<dyn Observer>));
+        let task = tokio::spawn(controller.run(
+            |d: Arc<Deployment>, _: Arc<()>| async move {
+                match d.metadata.name() {
+                    "bad" => Err(Refused(d.metadata.name().to_owned())),
+                    _ => Ok(Action::await_change()),
+                }
+            },
+            |_, _, _| Action::await_change(),
+            Arc::new(()),
+        ));
+        for _ in 0..500 {
+            let reconciled = recording.reconciles.lock().unwrap().len();
+            let idle = recording.depths.lock().unwrap().last().map(|d| d.1) == Some(0);
+            if reconciled >= 2 && idle {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+        let mut reconciles = recording.reconciles.lock().unwrap().clone();
+        reconciles.sort();
+        assert_eq!(
+            reconciles,
+            [("Deployments", false), ("Deployments", true)],
+            "one success (good) and one failure (bad)"
+        );
+        let depths = recording.depths.lock().unwrap().clone();
+        assert!(depths.iter().all(|(kind, _)| *kind == "Deployments"));
+        assert!(depths.iter().any(|&(_, depth)| depth >= 1), "{depths:?}");
+        assert_eq!(depths.last().map(|d| d.1), Some(0), "{depths:?}");
+    }
+
+    #[test]
+    fn depth_counts_ready_and_timed_keys_not_running_ones() {
+        let mut queue = Queue::default();
+        queue.add(key("a"));
+        queue.add(key("b"));
+        assert_eq!(queue.depth(), 2);
+        assert_eq!(queue.pop(), Some(key("a")));
+        assert_eq!(queue.depth(), 1);
+        queue.done(&key("a"), Some(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(queue.depth(), 2);
     }
 
     #[test]

@@ -16,7 +16,15 @@
 //!
 //! Label values are a small fixed set (kinds, probe types, results, operations): never object
 //! names, which would make the number of series grow with the cluster's history.
+//!
+//! The controller and the agent do not know prometheus: each defines an observer trait
+//! ([`berth_controller::Observer`], [`berth_agent::probe::Observer`]) that `DaemonMetrics`
+//! implements here; the daemon hands it to `berth_controller::Context::with_observer` and
+//! `berth_agent::probe::Prober::observed_by`.
 
+use std::time::Duration;
+
+use berth_agent::probe::{ProbeKind, RunResult};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     exponential_buckets,
@@ -128,5 +136,83 @@ impl DaemonMetrics {
         registry.register(Box::new(metrics.container_start_duration_seconds.clone()))?;
         registry.register(Box::new(metrics.store_write_duration_seconds.clone()))?;
         Ok(metrics)
+    }
+}
+
+impl berth_controller::Observer for DaemonMetrics {
+    fn reconciled(&self, kind: &'static str, took: Duration, failed: bool) {
+        self.reconcile_duration_seconds
+            .with_label_values(&[kind])
+            .observe(took.as_secs_f64());
+        if failed {
+            self.reconcile_errors_total.with_label_values(&[kind]).inc();
+        }
+    }
+
+    fn queue_depth(&self, kind: &'static str, depth: usize) {
+        self.workqueue_depth
+            .with_label_values(&[kind])
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+}
+
+impl berth_agent::probe::Observer for DaemonMetrics {
+    fn probed(&self, handler: &'static str, probe: ProbeKind, result: RunResult, took: Duration) {
+        self.probe_total
+            .with_label_values(&[handler, probe.as_str(), result.as_str()])
+            .inc();
+        self.probe_duration_seconds
+            .with_label_values(&[handler])
+            .observe(took.as_secs_f64());
+    }
+
+    fn container_started(&self, took: Duration) {
+        self.container_start_duration_seconds
+            .observe(took.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_agent::probe::Observer as _;
+    use berth_controller::Observer as _;
+    use prometheus::{Encoder, TextEncoder};
+
+    use super::*;
+
+    fn text(registry: &Registry) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn observations_land_in_their_series() {
+        let registry = Registry::new();
+        let metrics = DaemonMetrics::register(&registry).unwrap();
+        metrics.reconciled("Deployment", Duration::from_millis(3), false);
+        metrics.reconciled("Deployment", Duration::from_millis(5), true);
+        metrics.queue_depth("ReplicaSet", 4);
+        metrics.probed(
+            "http",
+            ProbeKind::Readiness,
+            RunResult::Failed,
+            Duration::from_millis(20),
+        );
+        metrics.container_started(Duration::from_millis(40));
+        let text = text(&registry);
+        for line in [
+            "berth_reconcile_duration_seconds_count{kind=\"Deployment\"} 2",
+            "berth_reconcile_errors_total{kind=\"Deployment\"} 1",
+            "berth_workqueue_depth{kind=\"ReplicaSet\"} 4",
+            "berth_probe_total{probe=\"readiness\",result=\"failed\",type=\"http\"} 1",
+            "berth_probe_duration_seconds_count{type=\"http\"} 1",
+            "berth_container_start_duration_seconds_bucket{le=\"0.04\"} 1",
+            "berth_container_start_duration_seconds_bucket{le=\"0.02\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
     }
 }

@@ -22,6 +22,7 @@ mod scale;
 mod schema;
 mod set;
 mod table;
+mod top;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Set(cmd) => set::run(&global, cmd),
         Command::Logs(args) => logs::run(&global, args),
         Command::Events(args) => events::run(&global, args),
+        Command::Top(cmd) => top::run(&global, cmd),
         Command::Daemon(args) => {
             crate::daemon::run(crate::daemon::DaemonConfig::new(&global, args)?)
                 .map(|()| ExitCode::SUCCESS)

@@ -150,6 +150,10 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     // Metrics: workload state from the store, usage from the containers' cgroups.
     let registry = prometheus::Registry::new();
     berth_metrics::register_process_and_build_info(&registry).context("registering metrics")?;
+    // berth's own instruments, observed by the controllers, the pod workers and the probers.
+    let daemon_metrics = Arc::new(
+        berth_metrics::DaemonMetrics::register(&registry).context("registering daemon metrics")?,
+    );
     let state_metrics = StateMetrics::new().context("state metrics")?;
     registry
         .register(Box::new(state_metrics.clone()))
@@ -171,10 +175,10 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     }));
     tasks.spawn(until(
         shutdown.clone(),
-        berth_controller::run(berth_controller::Context::new(
-            store.clone(),
-            berth_controller::Clock::new(),
-        )),
+        berth_controller::run(
+            berth_controller::Context::new(store.clone(), berth_controller::Clock::new())
+                .with_observer(Arc::clone(&daemon_metrics) as Arc<dyn berth_controller::Observer>),
+        ),
     ));
 
     // Services: cluster IPs and node ports proxied to ready endpoints, and cluster DNS on the
@@ -191,7 +195,7 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
 
     let worker_context = WorkerContext {
         runtime: Arc::clone(&runtime),
-        prober: Prober::new(Arc::clone(&runtime)),
+        prober: Prober::new(Arc::clone(&runtime)).observed_by(daemon_metrics),
         config: Arc::new(StoreConfigSource::new(store.clone(), images)),
         backoff: config.backoff,
         clock: Clock::default(),

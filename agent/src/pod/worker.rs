@@ -742,6 +742,7 @@ impl Run {
             ),
         );
         self.observed(init, container).image_id = image.image_id;
+        let creating = Instant::now();
         let id = match self.ctx.runtime.create(spec).await {
             Ok(id) => id,
             Err(source) => {
@@ -773,6 +774,9 @@ impl Run {
             return Err(exit);
         }
         let started = Instant::now();
+        if let Some(observer) = self.ctx.prober.observer() {
+            observer.container_started(started.duration_since(creating));
+        }
         self.event(
             EventType::Normal,
             "Started",

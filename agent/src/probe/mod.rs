@@ -4,6 +4,12 @@
 //! One probe run gives an [`Outcome`] (success or failure, with the output the kubelet would show)
 //! or a [`ProbeError`] when the probe could not be run at all (an unknown port name, a runtime
 //! error): like the kubelet, workers throw such runs away instead of counting them as failures.
+//!
+//! **Metrics.** A [`Prober`] given an [`Observer`] ([`Prober::observed_by`]) reports every probe
+//! run (handler type, probe, result, duration) and, since the prober is what every pod worker
+//! already shares, the pod workers report their containers' start latency through it too. The
+//! observer is a trait so that the agent does not depend on a metrics library: the daemon passes
+//! berth-metrics' `DaemonMetrics`.
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -176,11 +182,76 @@ impl ProbeTarget {
     }
 }
 
+/// What the agent reports, for metrics. Label values are small fixed sets.
+pub trait Observer: Send + Sync + 'static {
+    /// One probe run: its handler type ([`handler_type`]), which probe, its result, and how long
+    /// it took.
+    fn probed(&self, handler: &'static str, probe: ProbeKind, result: RunResult, took: Duration);
+
+    /// A container was created and started; `took` runs from the create call to the successful
+    /// start.
+    fn container_started(&self, took: Duration);
+}
+
+/// The result label of one probe run, as the kubelet's `prober_probe_total` has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    Successful,
+    Failed,
+    /// Not decided, or the probe could not be run at all (an error thrown away).
+    Unknown,
+}
+
+impl RunResult {
+    /// The result of a run as the worker got it.
+    pub fn of(outcome: &Result<Outcome>) -> Self {
+        match outcome {
+            Ok(Outcome {
+                health: Health::Success,
+                ..
+            }) => Self::Successful,
+            Ok(Outcome {
+                health: Health::Failure,
+                ..
+            }) => Self::Failed,
+            Ok(Outcome {
+                health: Health::Unknown,
+                ..
+            })
+            | Err(_) => Self::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Successful => "successful",
+            Self::Failed => "failed",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The handler type of `probe`: `exec`, `http`, `tcp`, `grpc`, or `none` if it has none.
+pub fn handler_type(probe: &Probe) -> &'static str {
+    if probe.exec.is_some() {
+        "exec"
+    } else if probe.http_get.is_some() {
+        "http"
+    } else if probe.tcp_socket.is_some() {
+        "tcp"
+    } else if probe.grpc.is_some() {
+        "grpc"
+    } else {
+        "none"
+    }
+}
+
 /// Runs probes: dispatches a [`Probe`] to its handler with the probe's timeout.
 #[derive(Clone)]
 pub struct Prober {
     runtime: Arc<dyn ContainerRuntime>,
     user_agent: String,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl Prober {
@@ -190,7 +261,20 @@ impl Prober {
         Self {
             runtime,
             user_agent: format!("berth-probe/{}", env!("CARGO_PKG_VERSION")),
+            observer: None,
         }
+    }
+
+    /// The same prober, reporting probe runs (and the pod workers' container starts) to
+    /// `observer`.
+    pub fn observed_by(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// What probe runs and container starts are reported to, if anything.
+    pub fn observer(&self) -> Option<&dyn Observer> {
+        self.observer.as_deref()
     }
 
     pub fn user_agent(&self) -> &str {

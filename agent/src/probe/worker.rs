@@ -31,7 +31,7 @@ use tokio::{
 };
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{Health, ProbeKind, ProbeTarget, Prober};
+use super::{Health, ProbeKind, ProbeTarget, Prober, RunResult, handler_type};
 use crate::runtime::ContainerId;
 
 /// A probe's schedule and thresholds, Kubernetes' defaults applied to unset (or non-positive)
@@ -223,11 +223,16 @@ impl Worker {
             {
                 continue;
             }
+            let began = Instant::now();
             let outcome = tokio::select! {
                 biased;
                 _ = self.stop.changed() => return,
                 outcome = self.prober.probe(&self.probe, &self.target) => outcome,
             };
+            if let Some(observer) = self.prober.observer() {
+                let handler = handler_type(&self.probe);
+                observer.probed(handler, self.kind, RunResult::of(&outcome), began.elapsed());
+            }
             let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(err) => {
@@ -425,6 +430,70 @@ mod tests {
             "no probes while on hold"
         );
         h.probes.stop().await;
+    }
+
+    #[derive(Default)]
+    struct Recording {
+        probes: std::sync::Mutex<Vec<(&'static str, ProbeKind, RunResult)>>,
+    }
+
+    impl super::super::Observer for Recording {
+        fn probed(
+            &self,
+            handler: &'static str,
+            probe: ProbeKind,
+            result: RunResult,
+            _took: Duration,
+        ) {
+            self.probes.lock().unwrap().push((handler, probe, result));
+        }
+        fn container_started(&self, _took: Duration) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_probe_run_is_reported_with_its_result() {
+        let script = Script::new()
+            .command_execs("ready", 2, ExecScript::ok())
+            .command_exec("ready", ExecScript::fail(1, "busy"));
+        let rt = FakeRuntime::new();
+        rt.script("app", script);
+        let id = rt
+            .create(ContainerSpec {
+                name: "app".into(),
+                image: "img".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        rt.start(&id).await.unwrap();
+        let recording = Arc::new(Recording::default());
+        let prober = Prober::new(Arc::new(rt.clone()))
+            .observed_by(Arc::clone(&recording) as Arc<dyn super::super::Observer>);
+        let (tx, _results) = mpsc::unbounded_channel();
+        let spec = ContainerProbesSpec {
+            pod_uid: "uid-1".into(),
+            container: Container {
+                name: "app".into(),
+                readiness_probe: Some(exec_probe("ready", 10)),
+                ..Default::default()
+            },
+            container_id: id,
+            pod_ip: None,
+            started_at: Instant::now(),
+        };
+        let probes = ContainerProbes::spawn(prober, spec, tx);
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        probes.stop().await;
+        let ready = ProbeKind::Readiness;
+        assert_eq!(
+            *recording.probes.lock().unwrap(),
+            [
+                ("exec", ready, RunResult::Successful),
+                ("exec", ready, RunResult::Successful),
+                ("exec", ready, RunResult::Failed),
+            ],
+            "runs at 0, 10 and 20s"
+        );
     }
 
     #[tokio::test(start_paused = true)]
