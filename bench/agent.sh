@@ -7,8 +7,9 @@
 #   first instruction of its replacement, both read inside the containers from /proc/uptime
 #   (the host's clock, 10 ms resolution), so no polling of the API is counted;
 # - liveness detection: an exec liveness probe (periodSeconds 1, failureThreshold 1) starts to
-#   fail when the container removes its file; from that moment to the container's TERM trap,
-#   i.e. probe period + probe + Killing + stop; the expected mean is about half a period;
+#   fail when the container removes its file (at a random point of a period); from that moment
+#   to the container's TERM trap: the wait for the next probe (uniform over one period, so
+#   about 500 ms on average by itself) + the probe + Killing + the signal;
 # - supervision memory: RSS and PSS (/proc/PID/smaps_rollup) of berth's shims (the
 #   `berth __berth-shim` process per container) with PODS idle pods, next to conmon's figures
 #   measured earlier on this machine (2.4 MB RSS, 0.43 MB PSS per container).
@@ -115,7 +116,8 @@ spec:
         - |
           touch /tmp/alive
           trap 'echo term \$(cut -d" " -f1 /proc/uptime) >> /data/log; exit 0' TERM
-          sleep 2
+          # A random moment within a probe period, so that probes and breaks do not phase-lock.
+          sleep 2.\$(printf %03d \$((RANDOM % 1000)))
           echo broke \$(cut -d" " -f1 /proc/uptime) >> /data/log
           rm /tmp/alive
           while :; do sleep 1000 & wait \$!; done

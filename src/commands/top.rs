@@ -228,8 +228,7 @@ fn parse_line(line: &str) -> Option<Sample> {
     let mut labels = Vec::new();
     if let Some(inside) = rest.strip_prefix('{') {
         let mut chars = inside.char_indices().peekable();
-        let mut end = None;
-        loop {
+        let end = loop {
             // Skip separators, then either `}` or `name="value"`.
             while let Some((_, c)) = chars.peek().copied() {
                 if c == ',' || c.is_whitespace() {
@@ -240,8 +239,7 @@ fn parse_line(line: &str) -> Option<Sample> {
             }
             let (start, c) = chars.next()?;
             if c == '}' {
-                end = Some(start + 1);
-                break;
+                break start + 1;
             }
             let eq = inside[start..].find('=')? + start;
             let key = inside[start..eq].trim().to_owned();
@@ -263,8 +261,8 @@ fn parse_line(line: &str) -> Option<Sample> {
                 }
             }
             labels.push((key, value));
-        }
-        rest = &inside[end?..];
+        };
+        rest = &inside[end..];
     }
     let value = rest.split_whitespace().next()?;
     let value = match value {

@@ -354,10 +354,12 @@ async fn an_exit_while_the_agent_was_down_restarts_the_container() {
         .and_then(|s| s.terminated.as_ref())
         .expect("lastState.terminated");
     assert_eq!(last.exit_code, 3);
-    // The exited instance is deleted once the new one runs.
-    let left = rt.list(&LabelFilter::default()).await.unwrap();
-    assert_eq!(left.len(), 1);
-    assert_eq!(left[0].labels[labels::RESTART_COUNT], "1");
+    // The exited instance stays (for `logs --previous`) beside the new one.
+    let mut left = rt.list(&LabelFilter::default()).await.unwrap();
+    left.sort_by_key(|c| c.labels[labels::RESTART_COUNT].clone());
+    assert_eq!(left.len(), 2);
+    assert_eq!(left[0].labels[labels::RESTART_COUNT], "0");
+    assert_eq!(left[1].labels[labels::RESTART_COUNT], "1");
 }
 
 #[tokio::test(start_paused = true)]

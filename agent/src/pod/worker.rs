@@ -344,6 +344,9 @@ struct Run {
     slots: Vec<Slot>,
     /// Every container instance created and not deleted yet.
     instances: Vec<ContainerId>,
+    /// The last exited instance of each container (init or not, by name), kept while its
+    /// successor runs so that `logs --previous` can read it, as the kubelet keeps one.
+    previous: BTreeMap<(bool, String), ContainerId>,
     msgs_tx: mpsc::UnboundedSender<Msg>,
     msgs: mpsc::UnboundedReceiver<Msg>,
     probes_tx: mpsc::UnboundedSender<ProbeResult>,
@@ -433,6 +436,7 @@ impl Run {
             volumes: super::volumes::PodVolumes::default(),
             slots,
             instances: Vec::new(),
+            previous: BTreeMap::new(),
             msgs_tx,
             msgs,
             probes_tx,
@@ -924,24 +928,33 @@ impl Run {
         self.publish();
     }
 
-    /// Deletes the exited instances of a container before a new one is created (the last dead
-    /// instance is kept for its logs until then).
+    /// Before a new instance of a container is created: the instance that just exited becomes
+    /// the kept previous one (for `logs --previous`) and the one kept before it is deleted.
     async fn delete_exited(&mut self, name: &str, init: bool) {
         let list = if init {
             &self.observed.init_containers
         } else {
             &self.observed.containers
         };
-        let Some(id) = list
+        let Some(exited) = list
             .iter()
             .find(|o| o.name == name)
             .and_then(|o| o.container_id.clone())
         else {
             return;
         };
-        match self.ctx.runtime.delete(&id).await {
-            Ok(()) => self.instances.retain(|i| *i != id),
-            Err(err) => warn!(error = %err, container = name, "deleting the exited instance"),
+        let Some(older) = self
+            .previous
+            .insert((init, name.to_owned()), exited.clone())
+        else {
+            return;
+        };
+        if older == exited {
+            return;
+        }
+        match self.ctx.runtime.delete(&older).await {
+            Ok(()) => self.instances.retain(|i| *i != older),
+            Err(err) => warn!(error = %err, container = name, "deleting an old exited instance"),
         }
     }
 
@@ -1112,8 +1125,34 @@ impl Run {
             let Some(latest) = instances.pop() else {
                 continue;
             };
-            self.delete_instances(instances).await;
             let container = self.slots[index].container.clone();
+            // The instance before the latest, if it exited, stays for `logs --previous` and
+            // says how it ended (`lastState`); anything older goes.
+            let kept = match instances.pop() {
+                Some(previous) => match &previous.state {
+                    ContainerState::Exited(exit) => Some((previous.id.clone(), exit.clone())),
+                    _ => {
+                        instances.push(previous);
+                        None
+                    }
+                },
+                None => None,
+            };
+            self.delete_instances(instances).await;
+            let last_exit = match kept {
+                Some((id, exit)) => {
+                    self.instances.push(id.clone());
+                    self.previous.insert((false, container.name.clone()), id);
+                    Some(exit)
+                }
+                None => stored
+                    .container_statuses
+                    .iter()
+                    .find(|s| s.name == container.name)
+                    .and_then(|s| s.last_state.as_ref()?.terminated.as_ref())
+                    .map(stored_exit),
+            };
+            self.observed(false, &container).last_exit = last_exit;
             let stored_count = stored
                 .container_statuses
                 .iter()
@@ -1536,6 +1575,21 @@ impl Run {
         }
         let exit = self.ctx.runtime.wait(&id).await.ok();
         (container, exit)
+    }
+}
+
+/// How a stored `lastState.terminated` ended, as the worker records exits.
+fn stored_exit(terminated: &berth_api::core_v1::ContainerStateTerminated) -> ExitInfo {
+    let at = |time: &Option<Time>| time.map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0);
+    ExitInfo {
+        exit_code: terminated.exit_code,
+        signal: terminated
+            .signal
+            .map(crate::runtime::Signal)
+            .filter(|s| s.0 > 0),
+        oom_killed: terminated.reason.as_deref() == Some("OOMKilled"),
+        started_at: at(&terminated.started_at),
+        finished_at: at(&terminated.finished_at),
     }
 }
 

@@ -674,7 +674,7 @@ async fn left_behind(rt: &FakeRuntime, instances: u32) -> (Adoption, Vec<Contain
 }
 
 #[tokio::test(start_paused = true)]
-async fn adoption_keeps_the_running_instance_and_deletes_older_exited_ones() {
+async fn adoption_keeps_the_running_instance_and_the_last_exited_one() {
     let rt = FakeRuntime::new();
     rt.script(
         "app",
@@ -710,8 +710,8 @@ async fn adoption_keeps_the_running_instance_and_deletes_older_exited_ones() {
         .collect();
     assert_eq!(
         left,
-        vec![ids[2].clone()],
-        "the older exited instances are deleted"
+        vec![ids[1].clone(), ids[2].clone()],
+        "the running instance and the one before it (for `logs --previous`) stay, older ones go"
     );
     let status = h.container("app");
     assert_eq!(status.restart_count, 2);
@@ -741,8 +741,10 @@ async fn adoption_restarts_an_instance_that_exited_meanwhile() {
     let last = status.last_state.unwrap().terminated.unwrap();
     assert_eq!(last.exit_code, 7);
     let filter = crate::runtime::LabelFilter::new([(labels::POD_UID, "uid-1")]);
-    let left = rt.list(&filter).await.unwrap();
-    assert_eq!(left.len(), 1);
-    assert_ne!(left[0].id, ids[0]);
-    assert_eq!(left[0].labels[labels::RESTART_COUNT], "1");
+    // The exited instance stays beside its successor, for `logs --previous`.
+    let mut left = rt.list(&filter).await.unwrap();
+    left.sort_by_key(|c| c.labels[labels::RESTART_COUNT].clone());
+    assert_eq!(left.len(), 2);
+    assert_eq!(left[0].id, ids[0]);
+    assert_eq!(left[1].labels[labels::RESTART_COUNT], "1");
 }
