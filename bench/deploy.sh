@@ -40,14 +40,14 @@ trap cleanup EXIT
 export CONTAINERS_CONF=$work/containers.conf
 cat >"$CONTAINERS_CONF" <<'EOF'
 [containers]
-default_ulimits = ["nofile=1024:1024"]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 EOF
 
 bash scripts/busybox-rootfs.sh "$work/rootfs" >/dev/null
-"$berth" image build "$work/rootfs" --tag berth.local/busybox:latest --cmd sleep --cmd 3600 >/dev/null
+"$berth" image build "$work/rootfs" --tag berth.local/busybox:latest --env PATH=/usr/sbin:/usr/bin:/sbin:/bin --cmd sleep --cmd 3600 >/dev/null
 # The same image for podman, through an OCI archive of berth's image store.
 skopeo copy --quiet "oci:$BERTH_ROOT/images:berth.local/busybox:latest" "oci-archive:$work/busybox.tar:berth.local/busybox:latest" 2>/dev/null ||
   skopeo copy --quiet "oci:$BERTH_ROOT/images" "oci-archive:$work/busybox.tar:berth.local/busybox:latest"
@@ -100,10 +100,10 @@ EOF
   "$berth" apply -f "$work/deploy-$n.yaml" >/dev/null
   "$berth" rollout status "deployment/bench-$n" --timeout 10m >/dev/null
   berth_s=$(echo "$(now) - $start" | bc)
-  echo "daemon RSS with $n pods: $(rss)"
+  echo "berth: $n replicas Ready in $berth_s s; daemon RSS with $n pods: $(rss)"
 
   start=$(now)
-  podman kube play --quiet "$work/pods-$n.yaml" >/dev/null
+  podman --log-level error kube play --quiet "$work/pods-$n.yaml" >/dev/null
   podman_s=$(echo "$(now) - $start" | bc)
 
   printf 'replicas=%-4s berth %.2f s   podman kube play %.2f s   podman/berth %.1fx\n' \

@@ -88,7 +88,11 @@ impl Ipam {
                 let _ = std::fs::remove_file(&path);
                 return Err(NetworkError::Io { path, source });
             }
-            self.write_hint(ip)?;
+            // The address is ours (its file exists); the hint only spreads allocations, so a
+            // failure to update it must not fail the allocation.
+            if let Err(err) = self.write_hint(ip) {
+                tracing::debug!(error = %err, "updating the allocation hint");
+            }
             return Ok(ip);
         }
         Err(NetworkError::Exhausted {
@@ -106,7 +110,8 @@ impl Ipam {
     }
 
     fn write_hint(&self, ip: Ipv4Addr) -> Result<()> {
-        let tmp = self.dir.join(format!(".{HINT}.tmp"));
+        // A temporary of this allocation's own: concurrent allocations each rename theirs.
+        let tmp = self.dir.join(format!(".{HINT}.{ip}.tmp"));
         std::fs::write(&tmp, ip.to_string()).map_err(Self::io(&tmp))?;
         let path = self.dir.join(HINT);
         std::fs::rename(&tmp, &path).map_err(Self::io(&path))
@@ -266,5 +271,24 @@ mod tests {
         assert_eq!(ipam.allocate("next").unwrap(), Ipv4Addr::new(10, 199, 6, 3));
         ipam.release_address(Ipv4Addr::new(10, 199, 6, 3)).unwrap();
         ipam.release_address(Ipv4Addr::new(10, 199, 6, 3)).unwrap();
+    }
+
+    #[test]
+    fn concurrent_allocations_all_succeed_with_distinct_addresses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let threads: Vec<_> = (0..16)
+            .map(|n| {
+                let dir = dir.clone();
+                std::thread::spawn(move || ipam(&dir, "10.199.7.0/24").allocate(&format!("sb{n}")))
+            })
+            .collect();
+        let mut ips: Vec<Ipv4Addr> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap().expect("every allocation succeeds"))
+            .collect();
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), 16, "no address handed out twice");
     }
 }
