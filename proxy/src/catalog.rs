@@ -1,17 +1,21 @@
-//! The catalog: every Service and Endpoints of the store, kept current from one watch and
-//! published through a `tokio::sync::watch` channel, so that the proxy and the DNS see each
-//! change at once and share one stream of the store.
+//! The catalog: every Service and Endpoints of the store, and the pods that publish host ports,
+//! kept current from one watch and published through a `tokio::sync::watch` channel, so that the
+//! proxy and the DNS see each change at once and share one stream of the store.
 //!
-//! Start-up (and restart after the store answers `Gone`) lists Services and Endpoints, publishes
-//! that state, and watches from the older of the two lists' revisions. Replayed events older than
+//! Pods are kept only as [`HostPortPod`]s, and only when a container declares a `hostPort`: the
+//! snapshot is cloned on each change, and the common pod without host ports neither grows it
+//! nor wakes its consumers.
+//!
+//! Start-up (and restart after the store answers `Gone`) lists Services, Endpoints and Pods,
+//! publishes that state, and watches from the oldest of the lists' revisions. Replayed events older than
 //! what a list already gave are recognised by the object's resourceVersion and ignored, so the
 //! snapshot never goes back in time.
 
 use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
 use berth_api::{
-    Object, ObjectMeta,
-    core_v1::{Endpoints, Service},
+    Object, ObjectMeta, Time,
+    core_v1::{Endpoints, Pod, PodPhase, Protocol, Service},
 };
 use berth_store::{EventType, RedbStore, StreamExt, WatchFilter, WatchStart};
 use tokio::sync::watch;
@@ -24,6 +28,8 @@ pub type ServiceName = (String, String);
 pub struct Snapshot {
     pub services: BTreeMap<ServiceName, Service>,
     pub endpoints: BTreeMap<ServiceName, Endpoints>,
+    /// Pods with at least one `hostPort`, by (namespace, name).
+    pub host_ports: BTreeMap<ServiceName, HostPortPod>,
     /// False until the first list has been read.
     pub synced: bool,
 }
@@ -47,6 +53,70 @@ impl Snapshot {
     /// Every Service, for rules that compare Services (who holds a contested cluster IP).
     pub fn all_services(&self) -> Vec<Service> {
         self.services.values().cloned().collect()
+    }
+}
+
+/// A pod that declares host ports, reduced to what publishing them needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPortPod {
+    pub uid: Option<String>,
+    pub created: Option<Time>,
+    /// The pod's IP while it is `Running`; `None` before, after, and without an IP.
+    pub ip: Option<IpAddr>,
+    pub ports: Vec<HostPort>,
+    resource_version: u64,
+}
+
+/// One `ports[]` entry of a container with a `hostPort`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub container: String,
+    /// `hostIP`, `0.0.0.0` when not given.
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+impl HostPortPod {
+    /// The host ports of `pod`; `None` when it declares none (or none that is valid).
+    pub fn of(pod: &Pod) -> Option<Self> {
+        let ports: Vec<HostPort> = pod
+            .spec
+            .containers
+            .iter()
+            .flat_map(|container| {
+                container.ports.iter().filter_map(move |port| {
+                    let host_port = u16::try_from(port.host_port?).ok().filter(|p| *p != 0)?;
+                    let host_ip = match port.host_ip.as_deref().filter(|ip| !ip.is_empty()) {
+                        Some(ip) => ip.parse().ok()?,
+                        None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                    };
+                    Some(HostPort {
+                        container: container.name.clone(),
+                        host_ip,
+                        host_port,
+                        container_port: u16::try_from(port.container_port).ok()?,
+                        protocol: port.protocol.unwrap_or(Protocol::Tcp),
+                    })
+                })
+            })
+            .collect();
+        if ports.is_empty() {
+            return None;
+        }
+        let status = pod.status.as_ref();
+        let ip = status
+            .filter(|status| status.phase == Some(PodPhase::Running))
+            .and_then(|status| status.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok());
+        Some(Self {
+            uid: pod.metadata.uid.clone(),
+            created: pod.metadata.creation_timestamp,
+            ip,
+            ports,
+            resource_version: parse_version(pod.metadata.resource_version.as_deref()),
+        })
     }
 }
 
@@ -119,7 +189,11 @@ async fn keep(store: RedbStore, sender: &watch::Sender<Snapshot>) {
 async fn follow(store: &RedbStore, sender: &watch::Sender<Snapshot>) -> berth_store::Result<()> {
     let services = store.list_as::<Service>(None, None).await?;
     let endpoints = store.list_as::<Endpoints>(None, None).await?;
-    let start = services.resource_version.min(endpoints.resource_version);
+    let pods = store.list_as::<Pod>(None, None).await?;
+    let start = services
+        .resource_version
+        .min(endpoints.resource_version)
+        .min(pods.resource_version);
     let mut snapshot = Snapshot {
         synced: true,
         ..Snapshot::default()
@@ -133,6 +207,13 @@ async fn follow(store: &RedbStore, sender: &watch::Sender<Snapshot>) -> berth_st
         snapshot
             .endpoints
             .insert(name_of(&endpoints.metadata), endpoints);
+    }
+    for pod in pods.items {
+        if let Some(host_ports) = HostPortPod::of(&pod) {
+            snapshot
+                .host_ports
+                .insert(name_of(&pod.metadata), host_ports);
+        }
     }
     sender.send_replace(snapshot);
     let mut watch = store
@@ -150,6 +231,14 @@ async fn follow(store: &RedbStore, sender: &watch::Sender<Snapshot>) -> berth_st
             Object::Endpoints(endpoints) => {
                 apply(&mut snapshot.endpoints, name, endpoints, version, deleted)
             }
+            Object::Pod(pod) => match HostPortPod::of(&pod) {
+                Some(host_ports) => {
+                    apply(&mut snapshot.host_ports, name, host_ports, version, deleted)
+                }
+                // Only a pod the map holds can matter (host ports cannot be removed from a pod's
+                // spec, so this is a deletion replayed or raced).
+                None => snapshot.host_ports.remove(&name).is_some(),
+            },
             _ => false,
         });
     }
@@ -183,6 +272,12 @@ trait HasVersion {
 impl HasVersion for Service {
     fn version(&self) -> u64 {
         parse_version(self.metadata.resource_version.as_deref())
+    }
+}
+
+impl HasVersion for HostPortPod {
+    fn version(&self) -> u64 {
+        self.resource_version
     }
 }
 

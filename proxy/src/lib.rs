@@ -1,5 +1,6 @@
 //! berth's service data plane: a userspace proxy for cluster IPs and node ports, and the cluster
-//! DNS, both fed from one watch of Services and Endpoints.
+//! DNS, both fed from one watch of Services and Endpoints (and of the pods that publish host
+//! ports).
 //!
 //! ```text
 //!  store ──watch──▶ Catalog ──▶ Proxy: clusterIP:port, node:nodePort ──▶ ready endpoints
@@ -12,6 +13,8 @@
 //!   each accepted connection to a ready endpoint chosen round-robin.
 //! - [`addresses`]: how cluster IPs become local addresses: the `berth-svc` dummy link
 //!   ([`DummyLink`], rtnetlink), or nothing ([`NoAddresses`], for loopback addresses in tests).
+//! - [`hostport`]: pods' `hostPort`s published on the node by the same proxy loop, clashes
+//!   reported as `FailedHostPort` events on the pod.
 //! - [`dns`]: [`Dns`], A records for Services, NXDOMAIN inside `cluster.local`, everything else
 //!   forwarded to the host's resolvers.
 //!
@@ -44,9 +47,10 @@
 pub mod addresses;
 pub mod catalog;
 pub mod dns;
+pub mod hostport;
 pub mod proxy;
 
 pub use addresses::{AddressError, ClusterAddresses, DummyLink, NoAddresses};
-pub use catalog::{Catalog, Snapshot};
+pub use catalog::{Catalog, HostPort, HostPortPod, Snapshot};
 pub use dns::{Dns, DnsConfig};
 pub use proxy::{Proxy, ProxyConfig};

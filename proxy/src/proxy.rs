@@ -18,6 +18,8 @@
 //! - **Copying** is `tokio::io::copy_bidirectional`; half-closes are passed on.
 //!
 //! UDP Service ports are not proxied yet.
+//!
+//! The same loop publishes the pods' host ports ([`crate::hostport`]).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -41,6 +43,7 @@ use tokio::{
 use crate::{
     addresses::ClusterAddresses,
     catalog::{Catalog, ServiceName, Snapshot},
+    hostport::HostPorts,
 };
 
 const COMPONENT: &str = "berth-proxy";
@@ -78,7 +81,7 @@ type PortKey = (ServiceName, Option<String>);
 
 /// The backends of one Service port and its round-robin position.
 #[derive(Debug, Default)]
-struct Backends {
+pub(crate) struct Backends {
     current: RwLock<Arc<Vec<SocketAddr>>>,
     next: AtomicUsize,
 }
@@ -88,7 +91,7 @@ impl Backends {
         Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn replace(&self, backends: Vec<SocketAddr>) {
+    pub(crate) fn replace(&self, backends: Vec<SocketAddr>) {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         if **current != backends {
             *current = Arc::new(backends);
@@ -117,6 +120,7 @@ pub struct Proxy {
     local_ips: HashSet<IpAddr>,
     /// Addresses whose bind failed and was reported, with the port they were for.
     reported: HashMap<SocketAddr, PortKey>,
+    host_ports: HostPorts,
 }
 
 impl Proxy {
@@ -127,6 +131,7 @@ impl Proxy {
             backends: HashMap::new(),
             local_ips: HashSet::new(),
             reported: HashMap::new(),
+            host_ports: HostPorts::default(),
         }
     }
 
@@ -146,7 +151,7 @@ impl Proxy {
             if snapshot.synced {
                 self.sync(&snapshot, &store, &clock).await;
             }
-            let retry = !self.reported.is_empty();
+            let retry = !self.reported.is_empty() || self.host_ports.needs_retry();
             tokio::select! {
                 () = &mut shutdown => break,
                 changed = changes.changed() => {
@@ -159,6 +164,7 @@ impl Proxy {
             }
         }
         self.sync(&Snapshot::default(), &store, &clock).await;
+        self.host_ports.close().await;
     }
 
     /// Brings listeners, backends and local addresses in line with `snapshot`.
@@ -250,6 +256,24 @@ impl Proxy {
                 tracing::warn!(%ip, error = %err, "cannot remove the cluster IP");
             }
         }
+
+        let service_listeners: BTreeMap<SocketAddr, String> = self
+            .listeners
+            .iter()
+            .map(|(address, listener)| {
+                let (namespace, name) = &listener.port.0;
+                (*address, format!("{namespace}/{name}"))
+            })
+            .collect();
+        self.host_ports
+            .sync(
+                snapshot,
+                &service_listeners,
+                store,
+                clock,
+                self.config.connect_timeout,
+            )
+            .await;
     }
 
     /// The listeners `snapshot` asks for, by address.
@@ -356,7 +380,11 @@ async fn report_bind_failure(
     .await;
 }
 
-async fn accept(listener: TcpListener, backends: Arc<Backends>, connect_timeout: Duration) {
+pub(crate) async fn accept(
+    listener: TcpListener,
+    backends: Arc<Backends>,
+    connect_timeout: Duration,
+) {
     loop {
         match listener.accept().await {
             Ok((client, peer)) => {

@@ -357,6 +357,109 @@ fn a_failed_attach_removes_its_veth_and_address_and_spares_other_runtimes(fx: &F
     assert_eq!(address_files(&ipam).len(), 1);
 }
 
+/// Accept one connection in the network namespace `netns` from a listener on any address;
+/// returns the port (through `port_tx`) and then the peer address the listener saw.
+fn accept_one(netns: &Path, port_tx: std::sync::mpsc::Sender<u16>) -> IpAddr {
+    in_netns(netns, move || {
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind outside");
+        port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+        // Bounded, so a connection that never arrives fails the test instead of hanging it.
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (mut stream, peer) = loop {
+            match listener.accept() {
+                Ok(accepted) => break accepted,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no connection from the pod within 10 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("accept outside: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut hello = String::new();
+        stream.read_to_string(&mut hello).unwrap();
+        stream.write_all(b"outside heard ").unwrap();
+        stream.write_all(hello.as_bytes()).unwrap();
+        peer.ip()
+    })
+}
+
+/// The address a listener in `outside` sees when `pod` connects to it.
+fn peer_seen_outside(pod: &SandboxGuard, outside: &SandboxGuard) -> IpAddr {
+    let pod_net = pod.sandbox.net.clone().unwrap();
+    let outside_net = outside.sandbox.net.clone().unwrap();
+    let outside_ip = outside.ip();
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let server = scope.spawn(|| accept_one(&outside_net, port_tx));
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("listener port");
+        let answer = in_netns(&pod_net, || {
+            talk(SocketAddr::from((outside_ip, port)), "pod")
+        });
+        assert_eq!(answer, "outside heard pod");
+        server.join().expect("server thread")
+    })
+}
+
+/// "The internet" is a sandbox of a second runtime on a bridge and CIDR of its own; the
+/// host routes between the two bridges, and nothing leaves the machine. With the first
+/// bridge's masquerade installed the outside sees the host's address on its own network
+/// (its gateway), not the pod's; without it, the pod's.
+fn egress_is_masqueraded_to_the_host_address_and_removable(fx: &Fixture) {
+    let n = octet();
+    // Ranges and bridges no other test of this process uses (their bridges live until the
+    // fixture is dropped, and a second route to the same /24 would shadow ours).
+    let pods = fx.runtime("m", &format!("10.195.{n}.0/24"));
+    let internet = fx.runtime("i", &format!("10.194.{n}.0/24"));
+    let config = pods.config().network.clone();
+    network::ensure_bridge(&config).expect("ensure_bridge with masquerade");
+    // Idempotent: a second run replaces the table instead of adding a second rule.
+    network::ensure_bridge(&config).expect("ensure_bridge again");
+    assert_eq!(
+        network::masquerade_table(&config.bridge),
+        format!("berth_{}", config.bridge)
+    );
+
+    let pod = fx
+        .sandbox(&pods, "p", SandboxNetwork::New)
+        .expect("pod sandbox");
+    let outside = fx
+        .sandbox(&internet, "o", SandboxNetwork::New)
+        .expect("outside sandbox");
+    let outside_gateway = internet.config().network.cidr.gateway();
+
+    assert_eq!(
+        peer_seen_outside(&pod, &outside),
+        IpAddr::V4(outside_gateway),
+        "egress from {} leaves as the host's address on the outside network",
+        pod.ip()
+    );
+
+    // Removing the table (twice: idempotent) turns the masquerade off: the outside then
+    // sees the pod's own address (it routes back through the host).
+    network::remove_masquerade(&config.bridge).expect("remove masquerade");
+    network::remove_masquerade(&config.bridge).expect("remove masquerade again");
+    assert_eq!(peer_seen_outside(&pod, &outside), IpAddr::V4(pod.ip()));
+
+    // The outside bridge never got a table: masquerade follows `ensure_bridge`, per bridge.
+    // Reinstalling works after a removal, and `delete_bridge` (the fixture's cleanup)
+    // removes the table with the bridge.
+    network::ensure_masquerade(&config).expect("reinstall");
+    assert_eq!(
+        peer_seen_outside(&pod, &outside),
+        IpAddr::V4(outside_gateway)
+    );
+}
+
 fn main() {
     berth_runtime::shim::run_if_shim();
     type Test = fn(&Fixture);
@@ -376,6 +479,10 @@ fn main() {
         (
             "a_failed_attach_removes_its_veth_and_address_and_spares_other_runtimes",
             a_failed_attach_removes_its_veth_and_address_and_spares_other_runtimes,
+        ),
+        (
+            "egress_is_masqueraded_to_the_host_address_and_removable",
+            egress_is_masqueraded_to_the_host_address_and_removable,
         ),
     ];
     berth_runtime::testing::run_tests(tests, Fixture::new);

@@ -133,12 +133,20 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         Ok(report) => info!(?report, "pod network reconciled"),
         Err(err) => warn!(error = %err, "reconciling the pod network"),
     }
-    berth_runtime::network::ensure_bridge(&config.network).with_context(|| {
-        format!(
-            "setting up the pod network (bridge {}, {})",
-            config.network.bridge, config.network.cidr
-        )
-    })?;
+    match berth_runtime::network::ensure_bridge(&config.network) {
+        Ok(()) => {}
+        // Pods still reach each other and the host; only the way out is missing.
+        Err(err @ berth_runtime::network::NetworkError::Nftables { .. }) => warn!(
+            error = %err,
+            "no egress masquerade for pods (the kernel lacks nf_tables NAT?)"
+        ),
+        Err(err) => {
+            return Err(anyhow::Error::new(err).context(format!(
+                "setting up the pod network (bridge {}, {})",
+                config.network.bridge, config.network.cidr
+            )));
+        }
+    }
     let dns_addr = SocketAddr::new(config.network.cidr.gateway().into(), 53);
     let containers = LinuxContainerRuntime::with_cluster_dns(linux, images.clone(), dns_addr.ip());
     let runtime: Arc<dyn ContainerRuntime> = Arc::new(containers.clone());

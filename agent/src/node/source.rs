@@ -1,5 +1,6 @@
 //! [`StoreConfigSource`]: the daemon's [`ConfigSource`], ConfigMaps and Secrets from the store,
-//! image configurations from the runtime's image store.
+//! image configurations from the runtime's image store, Services for the containers' service
+//! environment.
 //!
 //! Secrets hold decoded bytes in memory (`data` is base64 only on the wire); `stringData` is
 //! write-only plain text that defaulting merges into `data`, and is merged here too (winning, as
@@ -10,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use berth_api::core_v1::{ConfigMap, Secret};
+use berth_api::core_v1::{ConfigMap, Secret, Service};
 use berth_runtime::image::ImageStore;
 use berth_store::RedbStore;
 
@@ -93,6 +94,17 @@ impl ConfigSource for StoreConfigSource {
             working_dir: config.working_dir.filter(|dir| !dir.is_empty()),
             stop_signal: config.stop_signal.as_deref().and_then(Signal::parse),
         })
+    }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, SourceError> {
+        self.store
+            .list_as::<Service>(Some(namespace), None)
+            .await
+            .map(|list| list.items)
+            .map_err(|err| SourceError {
+                operation: "listing the services",
+                source: Box::new(err),
+            })
     }
 }
 

@@ -5,11 +5,18 @@
 //!
 //! The argv follows Kubernetes' rules: `command` replaces the image's entrypoint (and drops its
 //! cmd), `args` replace the image's cmd; `$(VAR)` in both expands from the container's env.
+//!
+//! Like the kubelet (pods have `enableServiceLinks: true` by default, and berth's types have no
+//! way to turn it off), every container also gets the environment of the Services with a cluster
+//! IP in its namespace as they are when it is created: `{NAME}_SERVICE_HOST`,
+//! `{NAME}_SERVICE_PORT[_{PORTNAME}]` and the Docker-link style `{NAME}_PORT`,
+//! `{NAME}_PORT_{PORT}_{PROTO}[_PROTO|_PORT|_ADDR]` ([`service_env`]). They come right after the
+//! image's env, so `envFrom` and `env` override them and `$(VAR)` can refer to them.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 use async_trait::async_trait;
-use berth_api::core_v1::{Container, KeySelector, Pod};
+use berth_api::core_v1::{Container, KeySelector, Pod, Protocol, Service};
 
 use crate::{
     probe::exec::expand_command,
@@ -63,6 +70,13 @@ pub enum SpecError {
         container: String,
         #[source]
         source: super::volumes::VolumeError,
+    },
+    #[error("container {container:?}: listing the services of namespace {namespace:?} failed")]
+    Services {
+        container: String,
+        namespace: String,
+        #[source]
+        source: SourceError,
     },
     #[error("container {container:?}: resolving image {image:?} failed")]
     Image {
@@ -129,6 +143,12 @@ pub trait ConfigSource: Send + Sync + 'static {
     ) -> Result<Option<BTreeMap<String, String>>, SourceError>;
     /// The configuration of a locally available image.
     async fn image(&self, image: &str) -> Result<ImageConfig, SourceError>;
+    /// The Services of `namespace`, whose cluster IPs and ports become the environment of the
+    /// pod's containers. The default has none (a source without Services).
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, SourceError> {
+        let _ = namespace;
+        Ok(Vec::new())
+    }
 }
 
 /// A [`ConfigSource`] over fixed maps, for tests; unknown images have an empty config.
@@ -138,6 +158,8 @@ pub struct FakeConfigSource {
     pub config_maps: BTreeMap<(String, String), BTreeMap<String, String>>,
     pub secrets: BTreeMap<(String, String), BTreeMap<String, String>>,
     pub images: BTreeMap<String, ImageConfig>,
+    /// Services by namespace.
+    pub services: BTreeMap<String, Vec<Service>>,
 }
 
 #[cfg(any(test, feature = "testing"))]
@@ -156,6 +178,17 @@ impl FakeConfigSource {
 
     pub fn with_image(mut self, image: &str, config: ImageConfig) -> Self {
         self.images.insert(image.into(), config);
+        self
+    }
+
+    /// Adds `service` to its namespace (`default` when it has none).
+    pub fn with_service(mut self, service: Service) -> Self {
+        let namespace = service
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        self.services.entry(namespace).or_default().push(service);
         self
     }
 }
@@ -202,6 +235,10 @@ impl ConfigSource for FakeConfigSource {
                 entrypoint: vec!["/bin/sh".into()],
                 ..ImageConfig::default()
             }))
+    }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, SourceError> {
+        Ok(self.services.get(namespace).cloned().unwrap_or_default())
     }
 }
 
@@ -370,7 +407,8 @@ fn security(container: &Container) -> Security {
     }
 }
 
-/// The image's env, then `envFrom` in order, then `env` in order; later names win.
+/// The image's env, then the Services' ([`service_env`]), then `envFrom` in order, then `env` in
+/// order; later names win.
 async fn resolve_env(
     container: &Container,
     ctx: &SpecContext<'_>,
@@ -390,6 +428,17 @@ async fn resolve_env(
     };
     for (name, value) in &image.env {
         set(&mut env, name.clone(), value.clone());
+    }
+    let services = source
+        .services(&namespace)
+        .await
+        .map_err(|source| SpecError::Services {
+            container: container.name.clone(),
+            namespace: namespace.clone(),
+            source,
+        })?;
+    for (name, value) in service_env(&services) {
+        set(&mut env, name, value);
     }
     for from in &container.env_from {
         let prefix = from.prefix.clone().unwrap_or_default();
@@ -527,6 +576,69 @@ fn field_value(ctx: &SpecContext<'_>, path: &str) -> Option<String> {
             }
         }
     })
+}
+
+/// The kubelet's service environment (`pkg/kubelet/envvars`) for `services`, sorted by name so
+/// that the result does not depend on the order a source lists them in. Services without a
+/// cluster IP (headless `None`, `ExternalName`, not yet allocated) or without ports are skipped.
+pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
+    let mut services: Vec<&Service> = services.iter().collect();
+    services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut env = Vec::new();
+    for service in services {
+        let Some(name) = service.metadata.name.as_deref() else {
+            continue;
+        };
+        let Some(ip) = service
+            .spec
+            .cluster_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+        else {
+            continue;
+        };
+        let Some(first) = service.spec.ports.first() else {
+            continue;
+        };
+        let prefix = env_name(name);
+        env.push((format!("{prefix}_SERVICE_HOST"), ip.to_owned()));
+        env.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
+        for port in &service.spec.ports {
+            if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                env.push((
+                    format!("{prefix}_SERVICE_PORT_{}", env_name(port_name)),
+                    port.port.to_string(),
+                ));
+            }
+        }
+        // An IPv6 cluster IP is bracketed in URLs, as Go's net.JoinHostPort does.
+        let host_port = match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => format!("[{ip}]:"),
+            _ => format!("{ip}:"),
+        };
+        for (index, port) in service.spec.ports.iter().enumerate() {
+            let proto = match port.protocol.unwrap_or(Protocol::Tcp) {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+                Protocol::Sctp => "sctp",
+            };
+            let url = format!("{proto}://{host_port}{}", port.port);
+            if index == 0 {
+                env.push((format!("{prefix}_PORT"), url.clone()));
+            }
+            let port_prefix = format!("{prefix}_PORT_{}_{}", port.port, proto.to_uppercase());
+            env.push((port_prefix.clone(), url));
+            env.push((format!("{port_prefix}_PROTO"), proto.to_owned()));
+            env.push((format!("{port_prefix}_PORT"), port.port.to_string()));
+            env.push((format!("{port_prefix}_ADDR"), ip.to_owned()));
+        }
+    }
+    env
+}
+
+/// `my-svc` → `MY_SVC`.
+fn env_name(name: &str) -> String {
+    name.replace('-', "_").to_uppercase()
 }
 
 #[cfg(test)]
@@ -842,5 +954,104 @@ mod tests {
         assert!(!spec.security.privileged);
         assert_eq!(spec.security.capabilities_add, ["NET_ADMIN"]);
         assert_eq!(spec.security.capabilities_drop, ["ALL"]);
+    }
+
+    fn service(
+        namespace: &str,
+        name: &str,
+        cluster_ip: Option<&str>,
+        ports: &[(Option<&str>, i32, Option<Protocol>)],
+    ) -> Service {
+        let mut service = Service::default();
+        service.metadata.name = Some(name.into());
+        service.metadata.namespace = Some(namespace.into());
+        service.spec.cluster_ip = cluster_ip.map(str::to_owned);
+        service.spec.ports = ports
+            .iter()
+            .map(|(name, port, protocol)| berth_api::core_v1::ServicePort {
+                name: name.map(str::to_owned),
+                port: *port,
+                protocol: *protocol,
+                ..Default::default()
+            })
+            .collect();
+        service
+    }
+
+    #[tokio::test]
+    async fn services_of_the_namespace_become_env_that_the_container_overrides() {
+        let source = FakeConfigSource::default()
+            .with_image("shop/web:1", image())
+            .with_service(service(
+                "shop",
+                "redis-primary",
+                Some("10.74.0.11"),
+                &[(None, 6379, None)],
+            ))
+            .with_service(service(
+                "shop",
+                "api",
+                Some("10.74.0.12"),
+                &[
+                    (Some("http"), 80, None),
+                    (Some("dns-udp"), 53, Some(Protocol::Udp)),
+                ],
+            ))
+            .with_service(service(
+                "shop",
+                "headless",
+                Some("None"),
+                &[(None, 80, None)],
+            ))
+            .with_service(service("shop", "external", None, &[]))
+            .with_service(service(
+                "other",
+                "elsewhere",
+                Some("10.74.0.13"),
+                &[(None, 80, None)],
+            ));
+        let mut c = container(&[], &["$(API_SERVICE_HOST)"]);
+        c.env = vec![EnvVar {
+            name: "API_SERVICE_PORT".into(),
+            value: Some("8080".into()),
+            ..Default::default()
+        }];
+        let spec = build(&pod(), c, &source).await.unwrap();
+        let expected: Vec<(String, String)> = [
+            ("PATH", "/bin"),
+            ("API_SERVICE_HOST", "10.74.0.12"),
+            ("API_SERVICE_PORT_HTTP", "80"),
+            ("API_SERVICE_PORT_DNS_UDP", "53"),
+            ("API_PORT", "tcp://10.74.0.12:80"),
+            ("API_PORT_80_TCP", "tcp://10.74.0.12:80"),
+            ("API_PORT_80_TCP_PROTO", "tcp"),
+            ("API_PORT_80_TCP_PORT", "80"),
+            ("API_PORT_80_TCP_ADDR", "10.74.0.12"),
+            ("API_PORT_53_UDP", "udp://10.74.0.12:53"),
+            ("API_PORT_53_UDP_PROTO", "udp"),
+            ("API_PORT_53_UDP_PORT", "53"),
+            ("API_PORT_53_UDP_ADDR", "10.74.0.12"),
+            ("REDIS_PRIMARY_SERVICE_HOST", "10.74.0.11"),
+            ("REDIS_PRIMARY_SERVICE_PORT", "6379"),
+            ("REDIS_PRIMARY_PORT", "tcp://10.74.0.11:6379"),
+            ("REDIS_PRIMARY_PORT_6379_TCP", "tcp://10.74.0.11:6379"),
+            ("REDIS_PRIMARY_PORT_6379_TCP_PROTO", "tcp"),
+            ("REDIS_PRIMARY_PORT_6379_TCP_PORT", "6379"),
+            ("REDIS_PRIMARY_PORT_6379_TCP_ADDR", "10.74.0.11"),
+            // The container's own env wins and comes last.
+            ("API_SERVICE_PORT", "8080"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        assert_eq!(spec.env, expected);
+        assert_eq!(spec.argv, ["/entry", "10.74.0.12"]);
+    }
+
+    #[test]
+    fn service_env_brackets_ipv6_cluster_ips() {
+        let env = service_env(&[service("shop", "v6", Some("fd00::1"), &[(None, 80, None)])]);
+        assert!(env.contains(&("V6_PORT".into(), "tcp://[fd00::1]:80".into())));
+        assert!(env.contains(&("V6_PORT_80_TCP_ADDR".into(), "fd00::1".into())));
     }
 }

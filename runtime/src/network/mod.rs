@@ -34,13 +34,16 @@
 //! ```
 //! A failure in `attach` undoes what was made (veth, address) before returning.
 //!
-//! Gaps: IPv4 only; no egress masquerade (pods reach the host and each other, not beyond the
-//! host: that needs an nftables `postrouting` rule over a second netlink family, left out
-//! for now); no `hostPort`; changing the CIDR of an existing bridge leaves the old gateway
+//! Egress: [`ensure_bridge`] also installs a masquerade rule for the pod CIDR in an nftables
+//! table of the bridge's own (module `nat`), so pods reach networks beyond the host;
+//! [`delete_bridge`] removes it again.
+//!
+//! Gaps: IPv4 only; no `hostPort`; changing the CIDR of an existing bridge leaves the old gateway
 //! address on it as well.
 
 mod cidr;
 mod ipam;
+mod nat;
 mod netlink;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,6 +54,7 @@ use sha2::{Digest, Sha256};
 
 pub use cidr::{InvalidCidr, PodCidr};
 pub use ipam::Ipam;
+pub use nat::{MASQUERADE_CHAIN, ensure_masquerade, masquerade_table, remove_masquerade};
 
 pub type Result<T, E = NetworkError> = std::result::Result<T, E>;
 
@@ -163,6 +167,13 @@ pub enum NetworkError {
         "network interface {0} already exists: another sandbox with the same id (or a colliding name) uses this bridge"
     )]
     LinkExists(String),
+    #[error("nftables: {op} ip {table}")]
+    Nftables {
+        op: &'static str,
+        table: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{original}; cleanup also failed: {cleanup}")]
     Cleanup {
         original: Box<NetworkError>,
@@ -211,16 +222,17 @@ fn enable_forwarding() -> Result<()> {
     std::fs::write(IP_FORWARD, "1").map_err(io)
 }
 
-/// Creates the bridge with the gateway address (idempotent) and enables forwarding, so that
-/// services bound to the gateway (the daemon's DNS) can start before the first pod does.
+/// Creates the bridge with the gateway address (idempotent), enables forwarding and
+/// installs the pod CIDR's egress masquerade ([`ensure_masquerade`]), so that services bound
+/// to the gateway (the daemon's DNS) can start before the first pod does.
 pub fn ensure_bridge(config: &NetworkConfig) -> Result<()> {
     config.validate()?;
     enable_forwarding()?;
     let cidr = config.cidr;
     netlink::run(None, |handle| async move {
         netlink::ensure_bridge(&handle, &config.bridge, cidr.gateway(), cidr.prefix_len()).await
-    })
-    .map(drop)
+    })?;
+    ensure_masquerade(config)
 }
 
 /// Give the sandbox `id`, whose network namespace is pinned at `netns`, an address from the
@@ -375,12 +387,15 @@ pub fn reconcile(
     })
 }
 
-/// Delete the bridge `name` if it exists (the host veths on it stay, detached); returns
-/// whether it did. For tests and `berth` teardown; sandboxes recreate it on first use.
+/// Delete the bridge `name` if it exists (the host veths on it stay, detached) and its
+/// masquerade table; returns whether the bridge existed. For tests and `berth` teardown;
+/// sandboxes recreate it on first use.
 pub fn delete_bridge(name: &str) -> Result<bool> {
-    netlink::run(None, |handle| async move {
+    let deleted = netlink::run(None, |handle| async move {
         netlink::delete_link(&handle, name, None).await
-    })
+    })?;
+    remove_masquerade(name)?;
+    Ok(deleted)
 }
 
 /// Whether a network interface `name` exists in the caller's namespace.
