@@ -48,10 +48,8 @@ fn dry_run_prints_defaulted_objects_as_yaml() {
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     // Defaults that were not in the file appear, as Kubernetes would set them.
-    assert!(
-        stdout.contains("terminationGracePeriodSeconds: 30"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("progressDeadlineSeconds: 600"), "{stdout}");
+    assert!(stdout.contains("restartPolicy: Always"), "{stdout}");
     assert!(stdout.contains("revisionHistoryLimit: 10"), "{stdout}");
     assert!(stdout.contains("namespace: default"), "{stdout}");
 }
