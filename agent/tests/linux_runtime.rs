@@ -7,8 +7,8 @@
 //! Run: `cargo test -p berth-agent --test linux_runtime [-- FILTER]` as root.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use berth_agent::linux::LinuxContainerRuntime;
@@ -16,9 +16,8 @@ use berth_agent::runtime::{
     ContainerId, ContainerRuntime, ContainerSpec, ContainerState, LabelFilter, Resources,
     RuntimeError, SandboxId, SandboxSpec, Security, Signal, labels,
 };
-use berth_runtime::container::{LinuxRuntime, RuntimeConfig};
+use berth_runtime::container::LinuxRuntime;
 use berth_runtime::image::{BuildOptions, ImageStore};
-use berth_runtime::syscall::LinuxSyscall;
 
 const IMAGE: &str = "busybox:agent-test";
 /// The same with `USER www` (33:33 in the busybox rootfs' /etc/passwd).
@@ -34,13 +33,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rootfs = dir.path().join("busybox");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-rootfs.sh");
-        let status = std::process::Command::new(script)
-            .arg(&rootfs)
-            .status()
-            .expect("busybox-rootfs.sh");
-        assert!(status.success(), "busybox-rootfs.sh failed");
+        let rootfs = berth_runtime::testing::busybox_rootfs(dir.path());
         let images = ImageStore::open(&dir.path().join("images")).expect("image store");
         let options = BuildOptions {
             rootfs_dir: rootfs,
@@ -88,11 +81,7 @@ impl Fixture {
 }
 
 fn linux_runtime(dir: &Path) -> LinuxRuntime {
-    let mut config = RuntimeConfig::new(dir.join("root"), dir.join("run"));
-    config.shim_exe = std::env::current_exe().expect("current_exe");
-    config.cgroup_parent = PathBuf::from("/berth-test-agent");
-    config.network = berth_runtime::testing::test_network();
-    LinuxRuntime::new(config, Arc::new(LinuxSyscall))
+    berth_runtime::testing::test_runtime(dir, "/berth-test-agent")
 }
 
 /// Removes what a test made, even when it panics.

@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo test -p berth-agent --test node` as root.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,9 +18,8 @@ use berth_agent::restart::BackoffConfig;
 use berth_agent::runtime::{ContainerRuntime, ContainerState, LabelFilter, labels};
 use berth_api::core_v1::{Container, Pod, PodConditionType, PodPhase, RestartPolicy};
 use berth_api::meta::ConditionStatus;
-use berth_runtime::container::{LinuxRuntime, RuntimeConfig};
+use berth_runtime::container::LinuxRuntime;
 use berth_runtime::image::{BuildOptions, ImageStore};
-use berth_runtime::syscall::LinuxSyscall;
 use berth_store::{Preconditions, RedbStore};
 use tokio::task::JoinHandle;
 
@@ -36,13 +35,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rootfs = dir.path().join("busybox");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-rootfs.sh");
-        let status = std::process::Command::new(script)
-            .arg(&rootfs)
-            .status()
-            .expect("busybox-rootfs.sh");
-        assert!(status.success(), "busybox-rootfs.sh failed");
+        let rootfs = berth_runtime::testing::busybox_rootfs(dir.path());
         let images = ImageStore::open(&dir.path().join("images")).expect("image store");
         images
             .build(BuildOptions {
@@ -104,10 +97,7 @@ impl Drop for Fixture {
 }
 
 fn linux_runtime(dir: &Path) -> LinuxRuntime {
-    let mut config = RuntimeConfig::new(dir.join("root"), dir.join("run"));
-    config.shim_exe = std::env::current_exe().expect("current_exe");
-    config.cgroup_parent = PathBuf::from("/berth-test-node");
-    LinuxRuntime::new(config, Arc::new(LinuxSyscall))
+    berth_runtime::testing::test_runtime(dir, "/berth-test-node")
 }
 
 fn start_node(fixture: &Fixture, store: &RedbStore) -> JoinHandle<()> {

@@ -5,8 +5,8 @@
 //!
 //! Run: `cargo test -p berth-agent --test volumes [-- FILTER]` as root.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use berth_agent::linux::LinuxContainerRuntime;
@@ -18,9 +18,8 @@ use berth_api::core_v1::{
     Volume, VolumeMount,
 };
 use berth_api::quantity::Quantity;
-use berth_runtime::container::{LinuxRuntime, RuntimeConfig};
+use berth_runtime::container::LinuxRuntime;
 use berth_runtime::image::{BuildOptions, ImageStore};
-use berth_runtime::syscall::LinuxSyscall;
 
 const IMAGE: &str = "busybox:volumes-test";
 
@@ -34,13 +33,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rootfs = dir.path().join("busybox");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-rootfs.sh");
-        let status = std::process::Command::new(script)
-            .arg(&rootfs)
-            .status()
-            .expect("busybox-rootfs.sh");
-        assert!(status.success(), "busybox-rootfs.sh failed");
+        let rootfs = berth_runtime::testing::busybox_rootfs(dir.path());
         let images = ImageStore::open(&dir.path().join("images")).expect("image store");
         images
             .build(BuildOptions {
@@ -78,10 +71,7 @@ impl Fixture {
 }
 
 fn linux_runtime(dir: &Path) -> LinuxRuntime {
-    let mut config = RuntimeConfig::new(dir.join("root"), dir.join("run"));
-    config.shim_exe = std::env::current_exe().expect("current_exe");
-    config.cgroup_parent = PathBuf::from("/berth-test-volumes");
-    LinuxRuntime::new(config, Arc::new(LinuxSyscall))
+    berth_runtime::testing::test_runtime(dir, "/berth-test-volumes")
 }
 
 /// Removes the containers and the pod's volumes a test made, even when it panics.

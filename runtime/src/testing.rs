@@ -4,7 +4,34 @@
 //! Such a binary is built with `harness = false` so that it can itself be re-executed as berth's
 //! shim: its `main` calls [`crate::shim::run_if_shim`] first, then [`run_tests`].
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
+
+use crate::container::{LinuxRuntime, RuntimeConfig};
+use crate::syscall::LinuxSyscall;
+
+/// Lays out a busybox root filesystem in `dir/busybox` with the project's script.
+pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("busybox");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-rootfs.sh");
+    let status = std::process::Command::new(script)
+        .arg(&rootfs)
+        .status()
+        .expect("busybox-rootfs.sh");
+    assert!(status.success(), "busybox-rootfs.sh failed");
+    rootfs
+}
+
+/// A runtime rooted in `dir` whose shim is the running test binary, with cgroups under
+/// `cgroup_parent` and this process's own pod network ([`test_network`]).
+pub fn test_runtime(dir: &Path, cgroup_parent: &str) -> LinuxRuntime {
+    let mut config = RuntimeConfig::new(dir.join("root"), dir.join("run"));
+    config.shim_exe = std::env::current_exe().expect("current_exe");
+    config.cgroup_parent = PathBuf::from(cgroup_parent);
+    config.network = test_network();
+    LinuxRuntime::new(config, Arc::new(LinuxSyscall))
+}
 
 /// The pod network of this test process: its own bridge (`bt<pid>`) and a /24 of its own in
 /// `10.196.0.0/16`, so that tests never share a bridge or an address range with a daemon or
