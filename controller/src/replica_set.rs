@@ -15,7 +15,7 @@ use berth_api::{
     core_v1::Pod,
     meta::{ConditionStatus, LabelSelector},
 };
-use berth_store::{DeleteOptions, Preconditions, RedbStore};
+use berth_store::{DeleteOptions, Op, Preconditions, RedbStore};
 use tracing::instrument;
 
 use crate::{
@@ -219,9 +219,10 @@ pub fn pod_from_template(rs: &ReplicaSet, template: &berth_api::core_v1::PodTemp
     }
 }
 
-/// Creates up to `count` pods in slow-start batches; stops at the first failure. Before each
-/// pod it reads the ReplicaSet again and stops once `have` plus the pods created reach its
-/// current replicas: a Deployment scaling it down meanwhile is not overrun.
+/// Creates up to `count` pods in slow-start batches, each batch one store transaction (one
+/// commit for 32 pods rather than 32), and stops at the first failed batch. Before each batch it
+/// reads the ReplicaSet again and creates no more than `have` plus the pods created need to
+/// reach its current replicas: a Deployment scaling it down meanwhile is not overrun.
 async fn create_pods(
     store: &RedbStore,
     rs: &ReplicaSet,
@@ -233,31 +234,35 @@ async fn create_pods(
     let mut created = Vec::new();
     let mut batch = SLOW_START_INITIAL_BATCH;
     while created.len() < count {
-        let this_batch = batch.min(count - created.len());
-        for _ in 0..this_batch {
-            match store
-                .get_as::<ReplicaSet>(Some(&namespace), rs.metadata.name())
-                .await
-            {
-                Ok(current) if current.metadata.uid == rs.metadata.uid => {
-                    let desired =
-                        usize::try_from(current.spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
-                    if have + created.len() >= desired {
-                        return (created, None);
+        let desired = match store
+            .get_as::<ReplicaSet>(Some(&namespace), rs.metadata.name())
+            .await
+        {
+            Ok(current) if current.metadata.uid == rs.metadata.uid => {
+                usize::try_from(current.spec.replicas.unwrap_or(1).max(0)).unwrap_or(0)
+            }
+            Ok(_) => return (created, None),
+            Err(err) if err.is_not_found() => return (created, None),
+            Err(err) => return (created, Some(err)),
+        };
+        let allowed = desired.saturating_sub(have + created.len());
+        let this_batch = batch.min(count - created.len()).min(allowed);
+        if this_batch == 0 {
+            return (created, None);
+        }
+        let ops = (0..this_batch)
+            .map(|_| Op::Create(pod_from_template(rs, template).into()))
+            .collect();
+        match store.batch(ops).await {
+            Ok(outcomes) => {
+                for outcome in outcomes {
+                    if let Object::Pod(pod) = outcome.into_object() {
+                        tracing::debug!(pod = %pod.metadata.name(), "created pod");
+                        created.push(pod);
                     }
                 }
-                Ok(_) => return (created, None),
-                Err(err) if err.is_not_found() => return (created, None),
-                Err(err) => return (created, Some(err)),
             }
-            match store.create(pod_from_template(rs, template)).await {
-                Ok(Object::Pod(pod)) => {
-                    tracing::debug!(pod = %pod.metadata.name(), "created pod");
-                    created.push(pod);
-                }
-                Ok(_) => {}
-                Err(err) => return (created, Some(err)),
-            }
+            Err(err) => return (created, Some(err)),
         }
         batch *= 2;
     }

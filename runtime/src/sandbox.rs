@@ -307,18 +307,22 @@ impl LinuxRuntime {
             path: self.config().shim_exe.clone(),
             source,
         })?;
-        let output = Command::new(&self.config().shim_exe)
-            .arg(SANDBOX_MARKER)
-            .arg(json)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| SandboxError::Spawn {
-                id: id.clone(),
-                exe: self.config().shim_exe.clone(),
-                source,
-            })?;
+        let spawn_err = |source| SandboxError::Spawn {
+            id: id.clone(),
+            exe: self.config().shim_exe.clone(),
+            source,
+        };
+        let output = match self.zygote() {
+            Some(zygote) => run_in_zygote(zygote, &json).map_err(spawn_err)?,
+            None => Command::new(&self.config().shim_exe)
+                .arg(SANDBOX_MARKER)
+                .arg(json)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(spawn_err)?,
+        };
         if !output.status.success() {
             let message = String::from_utf8_lossy(&output.stderr).trim().to_string();
             return Err(SandboxError::Setup {
@@ -465,6 +469,34 @@ impl LinuxRuntime {
         }
         Ok(out)
     }
+}
+
+/// The sandbox shim forked by the zygote, as [`Command::output`] would run it: its stderr
+/// collected, its exit status waited for.
+fn run_in_zygote(
+    zygote: &crate::shim::zygote::Zygote,
+    json: &str,
+) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let null = std::fs::File::open("/dev/null")?;
+    let (stderr_read, stderr_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let fds = crate::shim::zygote::HelperFds {
+        stdin: null.as_fd(),
+        stdout: null.as_fd(),
+        stderr: stderr_write.as_fd(),
+        sync: None,
+    };
+    let mut child = zygote.spawn(SANDBOX_MARKER, json, fds)?;
+    drop(stderr_write);
+    let mut stderr = Vec::new();
+    std::fs::File::from(stderr_read).read_to_end(&mut stderr)?;
+    let status = child.wait()?;
+    Ok(std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr,
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod container_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_runtime::container::{
@@ -17,6 +18,7 @@ use berth_runtime::container::{
     RuntimeError, Status,
 };
 use berth_runtime::sandbox::{Sandbox, SandboxConfig, SandboxError, SandboxNetwork};
+use berth_runtime::shim::zygote::Zygote;
 use nix::mount::MsFlags;
 use nix::sys::signal::Signal;
 
@@ -26,6 +28,8 @@ struct Fixture {
     _dir: tempfile::TempDir,
     rootfs: PathBuf,
     runtime: LinuxRuntime,
+    /// The same runtime, forking shims and sandbox shims from a zygote, as the daemon does.
+    zygote: LinuxRuntime,
 }
 
 impl Fixture {
@@ -33,10 +37,14 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let rootfs = container_support::busybox_rootfs(dir.path());
         let runtime = container_support::runtime(dir.path(), "/berth-test-exec");
+        let zygote = container_support::runtime(dir.path(), "/berth-test-exec").with_zygote(
+            Arc::new(Zygote::new(std::env::current_exe().expect("current_exe"))),
+        );
         Self {
             _dir: dir,
             rootfs,
             runtime,
+            zygote,
         }
     }
 
@@ -516,6 +524,85 @@ fn half_created_and_failed_sandboxes_leave_nothing(fx: &Fixture) {
     assert!(!fx.runtime.sandbox_dir(&id).exists());
 }
 
+/// The zygote's children of this process (the test binary run as `__berth-zygote`).
+fn zygotes() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1));
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(me.as_str()) && cmdline.windows(14).any(|w| w == b"__berth-zygote")
+        })
+        .collect()
+}
+
+fn zygote_forks_sandbox_shims_and_shims_and_comes_back_after_a_kill(fx: &Fixture) {
+    let rt = &fx.zygote;
+    let id = format!("sb-zyg-{}", std::process::id());
+    let config = |hostname: &str| SandboxConfig {
+        id: id.clone(),
+        hostname: hostname.into(),
+        network: SandboxNetwork::New,
+        labels: BTreeMap::new(),
+    };
+    // The sandbox shim's stderr and exit status come back through the zygote.
+    let err = rt.create_sandbox(config(&"h".repeat(65))).unwrap_err();
+    assert!(err.to_string().contains("sethostname"), "{err}");
+    assert!(!rt.sandbox_dir(&id).exists());
+    let sandbox = rt
+        .create_sandbox(config("zyg-host"))
+        .expect("create_sandbox");
+    let sandbox = SandboxGuard {
+        runtime: rt,
+        sandbox,
+    };
+    let zygote = zygotes();
+    assert_eq!(zygote.len(), 1, "one zygote, a child of this process");
+
+    let run = |name: &str| {
+        let mut config = fx.config(name, &["sh", "-c", "hostname; echo from-zygote; exit 3"]);
+        sandbox.sandbox.join(&mut config.namespaces);
+        let id = config.id.clone();
+        rt.create(
+            config,
+            CreateOptions {
+                detach: true,
+                attach: false,
+            },
+        )
+        .expect("create");
+        let guard = Guard { runtime: rt, id };
+        rt.start(&guard.id).expect("start");
+        let exit = rt.wait(&guard.id).unwrap();
+        assert_eq!(exit.code, 3);
+        let log = fx.log(&guard.id);
+        assert_eq!(log, "zyg-host\nfrom-zygote\n");
+        guard
+    };
+    drop(run("zyg1"));
+    assert_eq!(zygotes(), zygote, "the same zygote serves every request");
+
+    // A dead zygote is replaced on the next request.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(zygote[0]), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/proc/{}/stat", zygote[0]))
+        .is_ok_and(|s| !s.contains(") Z "))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(run("zyg2"));
+    let replaced = zygotes();
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    assert_ne!(replaced, zygote);
+}
+
 fn main() {
     berth_runtime::shim::run_if_shim();
     type Test = fn(&Fixture);
@@ -535,6 +622,10 @@ fn main() {
         (
             "sandbox_containers_share_loopback_and_hostname_not_pids",
             sandbox_containers_share_loopback_and_hostname_not_pids,
+        ),
+        (
+            "zygote_forks_sandbox_shims_and_shims_and_comes_back_after_a_kill",
+            zygote_forks_sandbox_shims_and_shims_and_comes_back_after_a_kill,
         ),
         (
             "half_created_and_failed_sandboxes_leave_nothing",

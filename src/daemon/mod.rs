@@ -35,6 +35,7 @@ use berth_runtime::{
     container::{LinuxRuntime, RuntimeConfig},
     image::ImageStore,
     network::NetworkConfig,
+    shim::zygote::Zygote,
     syscall::LinuxSyscall,
 };
 use berth_store::RedbStore;
@@ -128,7 +129,11 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         .with_context(|| format!("opening the image store under {}", config.root.display()))?;
     let mut runtime_config = RuntimeConfig::new(config.root.clone(), config.run_dir.clone());
     runtime_config.network = config.network.clone();
-    let linux = LinuxRuntime::new(runtime_config.clone(), Arc::new(LinuxSyscall));
+    // Shims and sandbox shims are forked by one small single-threaded zygote rather than by
+    // this multi-threaded process (see berth_runtime::shim::zygote).
+    let zygote = Arc::new(Zygote::new(runtime_config.shim_exe.clone()));
+    let linux =
+        LinuxRuntime::new(runtime_config.clone(), Arc::new(LinuxSyscall)).with_zygote(zygote);
     match linux.reconcile_network() {
         Ok(report) => info!(?report, "pod network reconciled"),
         Err(err) => warn!(error = %err, "reconciling the pod network"),

@@ -192,8 +192,16 @@ pub(crate) struct Core {
     path: PathBuf,
     options: Options,
     writer: Mutex<Writer>,
+    /// Single ops waiting for the writer: whoever takes it commits all of them at once.
+    pending: Mutex<Vec<Pending>>,
     /// `Writer::revision`, readable without waiting for a write in progress.
     published: AtomicU64,
+}
+
+/// A single op waiting for a group commit, and where its outcome goes.
+struct Pending {
+    op: Op,
+    done: std::sync::mpsc::SyncSender<Result<Outcome>>,
 }
 
 /// Wraps a redb error with the database path and what was being done.
@@ -277,6 +285,7 @@ impl Core {
             path,
             options,
             writer: Mutex::new(Writer { revision: 0, feed }),
+            pending: Mutex::new(Vec::new()),
             published: AtomicU64::new(0),
         };
         let revision = core.initialize()?;
@@ -350,6 +359,93 @@ impl Core {
     /// after the commit, in resourceVersion order.
     pub(crate) fn write(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
         let mut writer = self.lock_writer();
+        self.write_locked(&mut writer, ops)
+    }
+
+    /// Applies one op, durably. Concurrent single ops share a transaction and its fsync (group
+    /// commit): each caller queues its op and waits for the writer; whoever gets it commits
+    /// every op queued by then, so the callers behind it find their outcome ready. An op that
+    /// fails its checks (a conflict, a missing object) fails alone: the checks come before any
+    /// write, so it leaves nothing in the shared transaction.
+    pub(crate) fn write_one(&self, op: Op) -> Result<Outcome> {
+        let (done, outcome) = std::sync::mpsc::sync_channel(1);
+        self.lock_pending().push(Pending { op, done });
+        let mut writer = self.lock_writer();
+        // A writer before us may have committed ours already; it answers before letting go.
+        if let Ok(result) = outcome.try_recv() {
+            return result;
+        }
+        let group = std::mem::take(&mut *self.lock_pending());
+        self.commit_group(&mut writer, group);
+        drop(writer);
+        outcome.recv().unwrap_or_else(|_| {
+            unreachable!("an op queued before taking the writer is answered by then")
+        })
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, Vec<Pending>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Commits `group` in one transaction and answers each op. Should the transaction itself
+    /// fail (a database error), each op is retried alone so that it gets its own error.
+    fn commit_group(&self, writer: &mut MutexGuard<'_, Writer>, group: Vec<Pending>) {
+        if group.len() == 1 {
+            let Pending { op, done } = group.into_iter().next().expect("one");
+            let result = self.write_locked(writer, vec![op]).map(|mut o| o.remove(0));
+            let _ = done.send(result);
+            return;
+        }
+        match self.apply_group(writer, group.iter().map(|p| p.op.clone()).collect()) {
+            Ok(results) => {
+                for (pending, result) in group.into_iter().zip(results) {
+                    let _ = pending.done.send(result);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, ops = group.len(), "group commit failed; retrying each op");
+                for Pending { op, done: pending } in group {
+                    let result = self.write_locked(writer, vec![op]).map(|mut o| o.remove(0));
+                    let _ = pending.send(result);
+                }
+            }
+        }
+    }
+
+    /// One transaction over independent ops: the outer error is the transaction's, the inner
+    /// ones each op's own.
+    fn apply_group(
+        &self,
+        writer: &mut MutexGuard<'_, Writer>,
+        ops: Vec<Op>,
+    ) -> Result<Vec<Result<Outcome>>> {
+        let txn = self.begin_write()?;
+        let (results, events, revision) = {
+            let mut tx = Txn::open(&txn, &self.path)?;
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                match tx.apply(op) {
+                    Err(err) if err.is_storage() => return Err(err),
+                    result => results.push(result),
+                }
+            }
+            tx.finish()?;
+            (results, std::mem::take(&mut tx.events), tx.revision)
+        };
+        if events.is_empty() {
+            txn.abort().map_err(db(&self.path, "abort"))?;
+            return Ok(results);
+        }
+        txn.commit().map_err(db(&self.path, "commit"))?;
+        self.publish(writer, revision, events);
+        Ok(results)
+    }
+
+    fn write_locked(
+        &self,
+        writer: &mut MutexGuard<'_, Writer>,
+        ops: Vec<Op>,
+    ) -> Result<Vec<Outcome>> {
         let txn = self.begin_write()?;
         let (outcomes, events, revision) = {
             let mut tx = Txn::open(&txn, &self.path)?;
@@ -365,6 +461,12 @@ impl Core {
             return Ok(outcomes);
         }
         txn.commit().map_err(db(&self.path, "commit"))?;
+        self.publish(writer, revision, events);
+        Ok(outcomes)
+    }
+
+    /// After a commit: the new revision, and its events to the live feed in order.
+    fn publish(&self, writer: &mut MutexGuard<'_, Writer>, revision: u64, events: Vec<WatchEvent>) {
         writer.revision = revision;
         self.published.store(revision, Ordering::Release);
         tracing::trace!(revision, changes = events.len(), "committed");
@@ -372,7 +474,6 @@ impl Core {
             // No receiver is not an error: nobody watches.
             let _ = writer.feed.send(Arc::new(event));
         }
-        Ok(outcomes)
     }
 
     pub(crate) fn get(&self, key: &ObjectKey) -> Result<Object> {
@@ -1039,6 +1140,95 @@ fn now_in_seconds() -> Time {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config_map(name: &str, data: &str) -> Object {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default"},
+            "data": {"k": data},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn concurrent_single_writes_commit_together_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let core = Arc::new(Core::open(&path, Options::default()).unwrap());
+        let mut feed = core.lock_writer().feed.subscribe();
+        let first = core
+            .write_one(Op::Create(config_map("shared", "0")))
+            .unwrap();
+        let stale = first.into_object();
+
+        let threads: Vec<_> = (0..32)
+            .map(|i| {
+                let core = Arc::clone(&core);
+                let stale = stale.clone();
+                std::thread::spawn(move || {
+                    if i % 4 == 0 {
+                        // All carry the same resourceVersion: one update wins, the rest conflict.
+                        let mut update = stale;
+                        if let Object::ConfigMap(cm) = &mut update {
+                            cm.data = [("k".to_string(), format!("v{i}"))].into();
+                        }
+                        core.write_one(Op::Update(update))
+                    } else {
+                        core.write_one(Op::Create(config_map(&format!("cm-{i}"), "x")))
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+
+        let created = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Outcome::Created(_))));
+        assert_eq!(created.count(), 24);
+        let updated = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Outcome::Updated(_))));
+        assert_eq!(updated.count(), 1, "{results:?}");
+        let conflicts = results
+            .iter()
+            .filter(|r| matches!(r, Err(Error::Conflict { .. })));
+        assert_eq!(conflicts.count(), 7);
+
+        // Every success has its own resourceVersion, and the feed carries them in order.
+        let mut versions: Vec<u64> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|o| {
+                o.clone()
+                    .into_object()
+                    .metadata()
+                    .resource_version
+                    .clone()
+                    .unwrap()
+            })
+            .map(|rv| rv.parse().unwrap())
+            .collect();
+        versions.sort_unstable();
+        versions.dedup();
+        assert_eq!(versions.len(), 25);
+        let mut seen = Vec::new();
+        while let Ok(event) = feed.try_recv() {
+            seen.push(event.object.metadata().resource_version.clone().unwrap());
+        }
+        let seen: Vec<u64> = seen.iter().map(|rv| rv.parse().unwrap()).collect();
+        assert_eq!(seen.len(), 26, "the first create and the 25 writes");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert_eq!(core.revision(), *seen.last().unwrap());
+        for i in (0..32).filter(|i| i % 4 != 0) {
+            let key = ObjectKey {
+                kind: "ConfigMap",
+                namespace: Some("default".into()),
+                name: format!("cm-{i}"),
+            };
+            core.get(&key).unwrap();
+        }
+    }
 
     #[test]
     fn a_corrupt_record_is_reported_with_its_key_and_the_file() {

@@ -144,6 +144,14 @@ impl std::fmt::Display for GoneCause {
 }
 
 impl Error {
+    /// The database itself failed (not the request): reading, writing or encoding.
+    pub fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            Self::Io { .. } | Self::Database { .. } | Self::Corrupt { .. } | Self::Encode { .. }
+        )
+    }
+
     /// The HTTP status code the Kubernetes API server answers for this error.
     pub fn status_code(&self) -> u16 {
         match self {

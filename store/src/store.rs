@@ -161,10 +161,7 @@ impl RedbStore {
     }
 
     async fn write_one(&self, op: Op) -> Result<Outcome> {
-        let mut outcomes = self
-            .blocking("write", move |core| core.write(vec![op]))
-            .await?;
-        Ok(outcomes.remove(0))
+        self.blocking("write", move |core| core.write_one(op)).await
     }
 
     /// Creates `object`: assigns uid, creationTimestamp, generation 1 and a resourceVersion.

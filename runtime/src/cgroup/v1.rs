@@ -217,6 +217,12 @@ impl CgroupManager for LinuxCgroupV1 {
         CgroupVersion::V1
     }
 
+    fn layout(&self) -> super::Layout {
+        super::Layout::V1 {
+            mounts: self.mounts.clone(),
+        }
+    }
+
     fn create(&self, path: &CgroupPath, resources: &Resources) -> Result<()> {
         let relative = path.relative()?;
         for mount in self.hierarchies() {
@@ -250,6 +256,15 @@ impl CgroupManager for LinuxCgroupV1 {
             files::write(&mount.join(&relative).join("cgroup.procs"), &value)?;
         }
         Ok(())
+    }
+
+    fn join_files(&self, path: &CgroupPath) -> Result<Vec<PathBuf>> {
+        let relative = path.relative()?;
+        Ok(self
+            .hierarchies()
+            .into_iter()
+            .map(|mount| mount.join(&relative).join("tasks"))
+            .collect())
     }
 
     fn pids(&self, path: &CgroupPath) -> Result<Vec<Pid>> {

@@ -162,6 +162,12 @@ impl CgroupManager for LinuxCgroupV2 {
         CgroupVersion::V2
     }
 
+    fn layout(&self) -> super::Layout {
+        super::Layout::V2 {
+            root: self.root.clone(),
+        }
+    }
+
     fn create(&self, path: &CgroupPath, resources: &Resources) -> Result<()> {
         let relative = path.relative()?;
         // Top-down: a level can only enable what its parent enabled for it.
@@ -212,6 +218,10 @@ impl CgroupManager for LinuxCgroupV2 {
             &self.dir(path)?.join("cgroup.procs"),
             &pid.as_raw().to_string(),
         )
+    }
+
+    fn join_files(&self, path: &CgroupPath) -> Result<Vec<PathBuf>> {
+        Ok(vec![self.dir(path)?.join("cgroup.procs")])
     }
 
     fn pids(&self, path: &CgroupPath) -> Result<Vec<Pid>> {

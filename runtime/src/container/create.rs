@@ -1,8 +1,9 @@
 //! `create`: lay out the container's directories and config, spawn its shim and wait until the
 //! init is set up and waiting for `start` (or report why it could not be).
 
+use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -16,6 +17,7 @@ use super::config::ContainerConfig;
 use super::{
     ContainerId, LinuxRuntime, Result, RuntimeConfig, RuntimeError, container_dir, state_dir,
 };
+use crate::shim::zygote::HelperFds;
 use crate::shim::{SHIM_MARKER, SYNC_FD, ShimArgs, SyncMessage};
 
 /// How the shim runs.
@@ -46,6 +48,7 @@ pub struct Created {
 pub enum ShimProcess {
     Spawned(Child),
     Forked(Pid),
+    Zygote(crate::shim::zygote::ZygoteChild),
 }
 
 impl ShimProcess {
@@ -53,6 +56,7 @@ impl ShimProcess {
         match self {
             ShimProcess::Spawned(child) => Pid::from_raw(child.id() as i32),
             ShimProcess::Forked(pid) => *pid,
+            ShimProcess::Zygote(child) => child.pid(),
         }
     }
 
@@ -60,6 +64,7 @@ impl ShimProcess {
     pub fn wait(&mut self) -> std::io::Result<ExitStatus> {
         match self {
             ShimProcess::Spawned(child) => child.wait(),
+            ShimProcess::Zygote(child) => child.wait(),
             ShimProcess::Forked(pid) => loop {
                 match waitpid(*pid, None) {
                     Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::from_raw(code << 8)),
@@ -204,7 +209,7 @@ impl LinuxRuntime {
             root: self.config.root.clone(),
             run_dir: self.config.run_dir.clone(),
             cgroup_root: self.config.cgroup_root.clone(),
-            mountinfo: self.config.mountinfo_path.clone(),
+            cgroup_layout: self.cgroups(id)?.layout(),
             cgroup_path: self.cgroup_path(id),
             detach: options.detach,
             attach: options.attach && !options.detach,
@@ -239,6 +244,27 @@ impl LinuxRuntime {
             path: self.config.shim_exe.clone(),
             source,
         })?;
+        if let (Some(zygote), false) = (self.zygote(), args.attach) {
+            let null = File::open("/dev/null").map_err(io_err(id, Path::new("/dev/null")))?;
+            let fds = HelperFds {
+                stdin: null.as_fd(),
+                stdout: null.as_fd(),
+                stderr: null.as_fd(),
+                sync: Some(sync_write.as_fd()),
+            };
+            match zygote.spawn(SHIM_MARKER, &json, fds) {
+                Ok(child) => {
+                    drop(sync_write);
+                    return self.created(
+                        id,
+                        read_sync(sync_read),
+                        ShimProcess::Zygote(child),
+                        options,
+                    );
+                }
+                Err(err) => tracing::warn!(%err, "zygote unavailable; spawning the shim"),
+            }
+        }
         let mut command = Command::new(&self.config.shim_exe);
         command.arg(SHIM_MARKER).arg(json).stdin(Stdio::null());
         if !args.attach {

@@ -133,7 +133,7 @@ impl LinuxRuntime {
             init_pid,
             init_start_time,
             cgroup_root: self.config.cgroup_root.clone(),
-            mountinfo: self.config.mountinfo_path.clone(),
+            cgroup_layout: self.cgroups(id)?.layout(),
             cgroup_path: self.cgroup_path(id),
             output_limit: match io {
                 ExecIo::Capture { limit } => Some(limit),

@@ -183,6 +183,7 @@ pub struct LinuxRuntime {
     config: RuntimeConfig,
     pub(crate) syscall: Arc<dyn Syscall>,
     cgroups: OnceLock<Box<dyn CgroupManager>>,
+    zygote: Option<Arc<crate::shim::zygote::Zygote>>,
 }
 
 impl LinuxRuntime {
@@ -191,7 +192,19 @@ impl LinuxRuntime {
             config,
             syscall,
             cgroups: OnceLock::new(),
+            zygote: None,
         }
+    }
+
+    /// Fork detached shims and sandbox shims from `zygote` instead of spawning berth's binary
+    /// for each: what a long-lived multi-threaded caller (the daemon) wants.
+    pub fn with_zygote(mut self, zygote: Arc<crate::shim::zygote::Zygote>) -> Self {
+        self.zygote = Some(zygote);
+        self
+    }
+
+    pub(crate) fn zygote(&self) -> Option<&crate::shim::zygote::Zygote> {
+        self.zygote.as_deref()
     }
 
     pub fn config(&self) -> &RuntimeConfig {

@@ -80,10 +80,9 @@ impl Ipam {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(source) => return Err(NetworkError::Io { path, source }),
             };
-            if let Err(source) = file
-                .write_all(owner.as_bytes())
-                .and_then(|()| file.sync_all())
-            {
+            // No fsync: an address only matters within one boot (its network namespace does
+            // not survive a reboot), and the page cache survives a crash of berth.
+            if let Err(source) = file.write_all(owner.as_bytes()) {
                 // Best effort: an empty file left behind is released by reconciliation.
                 let _ = std::fs::remove_file(&path);
                 return Err(NetworkError::Io { path, source });

@@ -1,8 +1,8 @@
 //! The container init: runs in the child the shim forks, already in the new pid namespace, and
 //! ends in `execve` of the user's process or `_exit` after reporting why it could not.
 //!
-//! It talks to the shim over two pipes: `go` (the shim placed it in the cgroup, it may unshare
-//! its cgroup namespace) and the CLOEXEC `status` pipe ([`StatusMessage`]: `Ready`, or an error;
+//! It first moves itself into the container's cgroup ([`crate::cgroup::join_self`], before it
+//! unshares its cgroup namespace), then talks to the shim over the CLOEXEC `status` pipe ([`StatusMessage`]: `Ready`, or an error;
 //! end-of-file after `Ready` means the exec succeeded). It waits for `start` on a fifo whose
 //! read end it opened before pivot_root.
 
@@ -88,7 +88,8 @@ pub struct InitContext<'a> {
     pub cgroup_dirs: Vec<(String, PathBuf)>,
     /// Namespaces to join (opened by the shim), other than pid which the shim joins.
     pub joins: Vec<(OwnedFd, CloneFlags)>,
-    pub go: OwnedFd,
+    /// [`crate::cgroup::CgroupManager::join_files`] of the container's cgroup.
+    pub cgroup_join: Vec<PathBuf>,
     pub status: OwnedFd,
     pub start_fifo: OwnedFd,
     pub stdin: OwnedFd,
@@ -199,23 +200,8 @@ fn setup_and_exec(
         Errno::result(rc).map_err(|e| InitError::Sync(SyscallError::new("dup2", target, e)))?;
     }
 
-    // Wait until the shim has put this process into the container's cgroup.
-    let mut byte = [0u8; 1];
-    loop {
-        match nix::unistd::read(&ctx.go, &mut byte) {
-            Ok(1) => break,
-            Ok(_) => {
-                return Err(InitError::Sync(SyscallError::new(
-                    "read",
-                    "go pipe",
-                    Errno::EPIPE,
-                )));
-            }
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(InitError::Sync(SyscallError::new("read", "go pipe", e))),
-        }
-    }
-    drop(ctx.go);
+    // Into the container's cgroup first, so everything below is accounted and limited there.
+    crate::cgroup::join_self(&ctx.cgroup_join).map_err(InitError::Cgroup)?;
 
     // Own session: the terminal's signals reach berth, which forwards them.
     let _ = nix::unistd::setsid();

@@ -33,6 +33,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub enum InitError {
     #[error("waiting for the shim")]
     Sync(#[source] SyscallError),
+    #[error("joining the cgroup")]
+    Cgroup(#[source] SyscallError),
     #[error("namespaces")]
     Namespace(#[source] SyscallError),
     #[error("root filesystem")]
@@ -77,6 +79,7 @@ impl InitError {
     pub fn errno(&self) -> Option<Errno> {
         match self {
             InitError::Sync(e)
+            | InitError::Cgroup(e)
             | InitError::Namespace(e)
             | InitError::Hostname(e)
             | InitError::Capabilities(e)

@@ -48,7 +48,8 @@ pub struct ExecArgs {
     pub init_pid: i32,
     pub init_start_time: u64,
     pub cgroup_root: PathBuf,
-    pub mountinfo: PathBuf,
+    /// The host's cgroup layout, as the runtime detected it.
+    pub cgroup_layout: crate::cgroup::Layout,
     pub cgroup_path: CgroupPath,
     /// Bytes kept per stream; everything is relayed when `None`.
     pub output_limit: Option<usize>,
@@ -235,9 +236,15 @@ fn start(syscall: &dyn Syscall, args: &ExecArgs) -> Result<Child, ExecError> {
     if crate::container::process_start_time(args.init_pid) != Some(args.init_start_time) {
         return Err(not_running());
     }
-    let cgroups = cgroup::detect(&args.cgroup_root, &args.mountinfo).map_err(|_| {
-        InitError::Sync(SyscallError::path("detect", &args.cgroup_root, Errno::EIO))
-    })?;
+    let cgroup_join = cgroup::manager(args.cgroup_layout.clone())
+        .join_files(&args.cgroup_path)
+        .map_err(|_| {
+            InitError::Sync(SyscallError::path(
+                "cgroup",
+                &args.cgroup_root,
+                Errno::EINVAL,
+            ))
+        })?;
 
     let (pid_joins, joins): (Vec<_>, Vec<_>) = joins
         .into_iter()
@@ -257,7 +264,6 @@ fn start(syscall: &dyn Syscall, args: &ExecArgs) -> Result<Child, ExecError> {
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(kernel("signalfd", "forwarded signals"))?;
     let pipe = |what| nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(kernel("pipe2", what));
-    let go = pipe("go")?;
     let status = pipe("status")?;
     let stdout = pipe("stdout")?;
     let stderr = pipe("stderr")?;
@@ -270,13 +276,13 @@ fn start(syscall: &dyn Syscall, args: &ExecArgs) -> Result<Child, ExecError> {
     let fork = unsafe { nix::unistd::fork() }.map_err(kernel("fork", "exec"))?;
     let pid = match fork {
         ForkResult::Child => {
-            drop((go.1, status.0, stdout.0, stderr.0, signals));
+            drop((status.0, stdout.0, stderr.0, signals));
             let ctx = ChildContext {
                 config: &config,
                 exec: &args.exec,
                 root: Path::new("/"),
                 joins,
-                go: go.0,
+                cgroup_join,
                 stdin,
                 stdout: stdout.1,
                 stderr: stderr.1,
@@ -292,7 +298,7 @@ fn start(syscall: &dyn Syscall, args: &ExecArgs) -> Result<Child, ExecError> {
         }
         ForkResult::Parent { child } => child,
     };
-    drop((go.0, status.1, stdout.1, stderr.1, stdin, joins));
+    drop((status.1, stdout.1, stderr.1, stdin, joins));
 
     let abort = |err: InitError| {
         let err = ExecError::from(err);
@@ -300,15 +306,6 @@ fn start(syscall: &dyn Syscall, args: &ExecArgs) -> Result<Child, ExecError> {
         let _ = waitpid(pid, None);
         err
     };
-    // Into the container's cgroup (every v1 hierarchy) before the child runs anything else.
-    cgroups
-        .add_process(&args.cgroup_path, pid)
-        .map_err(|_| InitError::Sync(SyscallError::new("cgroup", pid, Errno::ESRCH)))
-        .map_err(abort)?;
-    write_all(go.1.as_fd(), b"G")
-        .map_err(kernel("write", "go pipe"))
-        .map_err(abort)?;
-    drop(go.1);
     let pidfd = syscall
         .pidfd_open(pid)
         .map_err(InitError::Sync)
@@ -484,7 +481,8 @@ pub struct ChildContext<'a> {
     /// `/`, once in the container's mount namespace; a tempdir in tests.
     pub root: &'a Path,
     pub joins: Vec<(OwnedFd, CloneFlags)>,
-    pub go: OwnedFd,
+    /// [`crate::cgroup::CgroupManager::join_files`] of the container's cgroup.
+    pub cgroup_join: Vec<PathBuf>,
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
@@ -567,17 +565,8 @@ fn setup_and_exec(
         let rc = unsafe { libc::dup2(fd.as_raw_fd(), target) };
         Errno::result(rc).map_err(|e| InitError::Sync(SyscallError::new("dup2", target, e)))?;
     }
-    // Wait until the shim has put this process into the container's cgroup.
-    let mut byte = [0u8; 1];
-    loop {
-        match nix::unistd::read(&ctx.go, &mut byte) {
-            Ok(1) => break,
-            Ok(_) => return Err(kernel("read", "go pipe")(Errno::EPIPE)),
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(kernel("read", "go pipe")(e)),
-        }
-    }
-    drop(ctx.go);
+    // Into the container's cgroup (every v1 hierarchy) before it runs anything else.
+    crate::cgroup::join_self(&ctx.cgroup_join).map_err(InitError::Cgroup)?;
     let _ = nix::unistd::setsid();
     let prepared = enter_and_harden(syscall, ctx.config, ctx.exec, ctx.root, &ctx.joins)?;
     drop(ctx.joins);

@@ -15,7 +15,9 @@
 //! the shim instead, saving the exec; the same [`supervise::run`] follows either way.
 
 pub mod exec;
+mod memory;
 pub(crate) mod supervise;
+pub mod zygote;
 
 use std::path::PathBuf;
 
@@ -43,7 +45,8 @@ pub struct ShimArgs {
     pub root: PathBuf,
     pub run_dir: PathBuf,
     pub cgroup_root: PathBuf,
-    pub mountinfo: PathBuf,
+    /// The host's cgroup layout, as the runtime detected it.
+    pub cgroup_layout: crate::cgroup::Layout,
     pub cgroup_path: CgroupPath,
     /// Fork away and start a new session so the container outlives its creator.
     pub detach: bool,
@@ -88,40 +91,46 @@ impl SyncMessage {
 /// the first thing `main` does, before any thread exists.
 pub fn run_if_shim() {
     let mut args = std::env::args_os();
-    let marker = args.nth(1);
-    let json = args.next();
-    let parse = |what| -> Option<&[u8]> {
-        let bytes = json.as_ref().map(|a| a.as_encoded_bytes());
-        if bytes.is_none() {
-            eprintln!("berth {what}: invalid arguments");
-        }
-        bytes
+    let Some(marker) = args.nth(1) else { return };
+    let Some(marker) = marker.to_str().map(str::to_owned) else {
+        return;
     };
-    let invalid = |what, err: serde_json::Error| {
+    if marker == zygote::ZYGOTE_MARKER {
+        std::process::exit(zygote::serve());
+    }
+    if ![SHIM_MARKER, EXEC_MARKER, crate::sandbox::SANDBOX_MARKER].contains(&marker.as_str()) {
+        return;
+    }
+    let Some(json) = args.next() else {
+        eprintln!("berth {marker}: invalid arguments");
+        std::process::exit(125)
+    };
+    let code = dispatch(&marker, json.as_encoded_bytes()).unwrap_or(125);
+    std::process::exit(code)
+}
+
+/// Run the helper `marker` names with its JSON arguments and return its exit code; `None` for
+/// an unknown marker. The caller is single-threaded (a fresh exec or a zygote's child).
+pub(crate) fn dispatch(marker: &str, json: &[u8]) -> Option<i32> {
+    let invalid = |what: &str, err: serde_json::Error| {
         eprintln!("berth {what}: invalid arguments: {err}");
         125
     };
-    let code = match marker.as_ref().and_then(|m| m.to_str()) {
-        Some(SHIM_MARKER) => match parse("shim").map(serde_json::from_slice::<ShimArgs>) {
-            Some(Ok(shim_args)) => supervise::run(shim_args),
-            Some(Err(err)) => invalid("shim", err),
-            None => 125,
+    Some(match marker {
+        SHIM_MARKER => match serde_json::from_slice::<ShimArgs>(json) {
+            Ok(shim_args) => supervise::run(shim_args),
+            Err(err) => invalid("shim", err),
         },
-        Some(EXEC_MARKER) => match parse("exec").map(serde_json::from_slice) {
-            Some(Ok(exec_args)) => exec::run(exec_args),
-            Some(Err(err)) => invalid("exec", err),
-            None => 125,
+        EXEC_MARKER => match serde_json::from_slice(json) {
+            Ok(exec_args) => exec::run(exec_args),
+            Err(err) => invalid("exec", err),
         },
-        Some(crate::sandbox::SANDBOX_MARKER) => {
-            match parse("sandbox").map(serde_json::from_slice) {
-                Some(Ok(sandbox_args)) => crate::sandbox::run_shim(sandbox_args),
-                Some(Err(err)) => invalid("sandbox", err),
-                None => 125,
-            }
-        }
-        _ => return,
-    };
-    std::process::exit(code)
+        crate::sandbox::SANDBOX_MARKER => match serde_json::from_slice(json) {
+            Ok(sandbox_args) => crate::sandbox::run_shim(sandbox_args),
+            Err(err) => invalid("sandbox", err),
+        },
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -238,7 +238,6 @@ struct Shim<'a> {
 
 /// The parent's and the child's ends of the pipes the init needs.
 struct Pipes {
-    go: (OwnedFd, OwnedFd),
     status: (OwnedFd, OwnedFd),
     stdout: (OwnedFd, OwnedFd),
     stderr: (OwnedFd, OwnedFd),
@@ -294,12 +293,13 @@ impl<'a> Shim<'a> {
             id: id.clone(),
             source,
         };
-        let cgroups = cgroup::detect(&args.cgroup_root, &args.mountinfo).map_err(cgroup_err)?;
+        let cgroups = cgroup::manager(args.cgroup_layout.clone());
         cgroups
             .create(&args.cgroup_path, &config.resources)
             .map_err(cgroup_err)?;
         let cgroup_version = cgroups.version();
         let cgroup_dirs = cgroups.hierarchy_dirs(&args.cgroup_path);
+        let cgroup_join = cgroups.join_files(&args.cgroup_path).map_err(cgroup_err)?;
         *cgroups_out = Some(cgroups);
 
         let log_path = args.container_dir.join("container.log");
@@ -311,7 +311,6 @@ impl<'a> Shim<'a> {
                 .map_err(kernel(&id, "pipes"))
         };
         let pipes = Pipes {
-            go: pipe("go")?,
             status: pipe("status")?,
             stdout: pipe("stdout")?,
             stderr: pipe("stderr")?,
@@ -370,13 +369,7 @@ impl<'a> Shim<'a> {
             .map_err(kernel(&id, "fork"))?;
         let init = match fork {
             ForkResult::Child => {
-                drop((
-                    pipes.go.1,
-                    pipes.status.0,
-                    pipes.stdout.0,
-                    pipes.stderr.0,
-                    signals,
-                ));
+                drop((pipes.status.0, pipes.stdout.0, pipes.stderr.0, signals));
                 let ctx = InitContext {
                     config: &config,
                     // The overlay goes over the state directory, in the init's own mount
@@ -387,7 +380,7 @@ impl<'a> Shim<'a> {
                     cgroup_version,
                     cgroup_dirs,
                     joins,
-                    go: pipes.go.0,
+                    cgroup_join,
                     status: pipes.status.1,
                     start_fifo,
                     stdin,
@@ -399,7 +392,6 @@ impl<'a> Shim<'a> {
             ForkResult::Parent { child } => child,
         };
         drop((
-            pipes.go.0,
             pipes.status.1,
             pipes.stdout.1,
             pipes.stderr.1,
@@ -408,26 +400,13 @@ impl<'a> Shim<'a> {
             joins,
         ));
 
-        let cgroups = cgroups_out.as_ref().expect("set above");
-        let placed = cgroups.add_process(&args.cgroup_path, init);
-        if let Err(source) = placed {
-            let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
-            let _ = waitpid(init, None);
-            return Err(ShimError::Cgroup { id, source });
-        }
-        let go = write_all(pipes.go.1.as_fd(), b"G");
-        drop(pipes.go.1);
-
         let first = read_messages(&pipes.status.0).into_iter().next();
-        let failure = match (go, first) {
-            (_, Some(StatusMessage::Ready)) => None,
-            (_, Some(StatusMessage::Failed { code, message })) => {
+        let failure = match first {
+            Some(StatusMessage::Ready) => None,
+            Some(StatusMessage::Failed { code, message }) => {
                 Some(ShimError::Init { code, message })
             }
-            (Err(e), _) => Some(kernel(&id, "init")(SyscallError::new(
-                "write", "go pipe", e,
-            ))),
-            (_, _) => Some(ShimError::Init {
+            _ => Some(ShimError::Init {
                 code: 125,
                 message: "container init exited during setup".into(),
             }),
@@ -599,6 +578,8 @@ impl<'a> Shim<'a> {
             if let Err(err) = self.state.save(&self.args.state_dir) {
                 eprintln!("berth shim: {err}");
             }
+            // Set up and started: from here the shim only supervises.
+            super::memory::release_clean_file_pages();
         }
     }
 
