@@ -10,8 +10,8 @@
 #   fail when the container removes its file (at a random point of a period); from that moment
 #   to the container's TERM trap: the wait for the next probe (uniform over one period, so
 #   about 500 ms on average by itself) + the probe + Killing + the signal;
-# - supervision memory: RSS and PSS (/proc/PID/smaps_rollup) of berth's shims (the
-#   `berth __berth-shim` process per container) with PODS idle pods, next to conmon's figures
+# - supervision memory: RSS and PSS (/proc/PID/smaps_rollup) of berth's shims (one
+#   `berth-shim` process per container, forked by the daemon's zygote) with PODS idle pods, next to conmon's figures
 #   measured earlier on this machine (2.4 MB RSS, 0.43 MB PSS per container).
 #
 # The daemon's CrashLoopBackOff is set to 1ms/1ms: 0 is refused (`backoff must be longer than
@@ -163,11 +163,12 @@ for _ in $(seq 600); do
   sleep 0.2
 done
 sleep 2
+# This run's shims, from the containers' state files (a shim forked by the daemon's zygote
+# shows the zygote's command line; its name is berth-shim).
 shims=()
-for p in /proc/[0-9]*; do
-  [ "$(tr '\0' '\n' <"$p/cmdline" 2>/dev/null | sed -n 2p)" = __berth-shim ] || continue
-  # Only this run's shims: their state lives under this run's run dir.
-  tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "$work" && shims+=("${p#/proc/}")
+for state in "$work"/run/containers/*/state.json; do
+  pid=$(jq -r '.shim_pid' "$state")
+  [ -r "/proc/$pid/smaps_rollup" ] && shims+=("$pid")
 done
 echo "idle pods running: $running, shim processes: ${#shims[@]}"
 for pid in "${shims[@]}"; do
@@ -176,5 +177,10 @@ done | awk -v n="${#shims[@]}" '{ r += $1; p += $2 } END {
   if (n == 0) { print "no shim found"; exit }
   printf "berth shim per container:   RSS %.2f MB   PSS %.2f MB   (%d shims: RSS %.1f MB, PSS %.1f MB)\n",
     r / n / 1024, p / n / 1024, n, r / 1024, p / 1024 }'
+zygote=$(pgrep -x berth-zygote -P "$daemon" || true)
+if [ -n "$zygote" ]; then
+  awk '/^Rss:/ { r = $2 } /^Pss:/ { p = $2 } END {
+    printf "berth zygote (one per daemon): RSS %.2f MB   PSS %.2f MB\n", r / 1024, p / 1024 }' "/proc/$zygote/smaps_rollup"
+fi
 echo "conmon per container:        RSS 2.40 MB   PSS 0.43 MB   (measured earlier on this machine)"
 awk '/VmRSS/ { printf "daemon RSS with %s idle pods: %.1f MB\n", n, $2 / 1024 }' n="$pods" "/proc/$daemon/status"

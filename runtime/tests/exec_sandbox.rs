@@ -588,6 +588,30 @@ fn zygote_forks_sandbox_shims_and_shims_and_comes_back_after_a_kill(fx: &Fixture
     drop(run("zyg1"));
     assert_eq!(zygotes(), zygote, "the same zygote serves every request");
 
+    // exec (as probes do) through the zygote: output, exit code and an exec that fails.
+    let mut config = fx.config("zyg-exec", &["sleep", "30"]);
+    sandbox.sandbox.join(&mut config.namespaces);
+    let id = config.id.clone();
+    rt.create(
+        config,
+        CreateOptions {
+            detach: true,
+            attach: false,
+        },
+    )
+    .expect("create");
+    let sleeper = Guard { runtime: rt, id };
+    rt.start(&sleeper.id).expect("start");
+    let exec = |args: &[&str]| rt.exec(&sleeper.id, ExecConfig::new(args.iter().copied()), CAPTURE);
+    let out = exec(&["sh", "-c", "hostname; echo oops >&2; exit 7"]).expect("exec");
+    assert_eq!(out.status.code, 7);
+    assert_eq!(text(&out.stdout), "zyg-host\n");
+    assert_eq!(text(&out.stderr), "oops\n");
+    let err = exec(&["/no/such/binary"]).unwrap_err();
+    assert!(matches!(err, RuntimeError::Exec { code: 127, .. }), "{err}");
+    drop(sleeper);
+    assert_eq!(zygotes(), zygote);
+
     // A dead zygote is replaced on the next request.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(zygote[0]), Signal::SIGKILL).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -178,6 +178,11 @@ impl LinuxCgroupV1 {
         if !primary.exists() {
             return Ok(());
         }
+        // Nothing to kill (the usual case once a container's init has exited): no freezing,
+        // which would also flip the kernel's freezer static key, patching its text on every CPU.
+        if files::subtree_pids(&primary)?.is_empty() {
+            return Ok(());
+        }
         let freezer = self
             .dir("freezer", path)?
             .filter(|dir| dir.join("freezer.state").exists());

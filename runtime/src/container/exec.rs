@@ -152,32 +152,40 @@ impl LinuxRuntime {
                 source: SyscallError::new("pipe2", "exec report", e),
             })?;
 
-        let mut command = Command::new(&self.config.shim_exe);
-        command.arg(EXEC_MARKER).arg(json).stdin(Stdio::null());
-        if matches!(io, ExecIo::Capture { .. }) {
-            command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        }
-        let raw = report_write.as_raw_fd();
-        // SAFETY: runs between fork and exec of the shim and only calls dup2, which is
-        // async-signal-safe; dup2 also clears CLOEXEC on the new descriptor.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::dup2(raw, SYNC_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let spawn_err = |source| RuntimeError::Spawn {
             id: id.clone(),
             exe: self.config.shim_exe.clone(),
             source,
         };
-        let child = command.spawn().map_err(spawn_err)?;
-        drop(report_write);
-        // Reads stdout and stderr together (poll, no thread) until the shim exits; the shim
-        // bounds what it writes.
-        let output = child.wait_with_output().map_err(spawn_err)?;
+        let output = match (self.zygote(), &io) {
+            // Probes exec often: forked by the zygote, not by this (multi-threaded) process.
+            (Some(zygote), ExecIo::Capture { .. }) => {
+                run_in_zygote(zygote, &json, report_write).map_err(spawn_err)?
+            }
+            _ => {
+                let mut command = Command::new(&self.config.shim_exe);
+                command.arg(EXEC_MARKER).arg(json).stdin(Stdio::null());
+                if matches!(io, ExecIo::Capture { .. }) {
+                    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+                }
+                let raw = report_write.as_raw_fd();
+                // SAFETY: runs between fork and exec of the shim and only calls dup2, which is
+                // async-signal-safe; dup2 also clears CLOEXEC on the new descriptor.
+                unsafe {
+                    command.pre_exec(move || {
+                        if libc::dup2(raw, SYNC_FD) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                let child = command.spawn().map_err(spawn_err)?;
+                drop(report_write);
+                // Reads stdout and stderr together (poll, no thread) until the shim exits; the
+                // shim bounds what it writes.
+                child.wait_with_output().map_err(spawn_err)?
+            }
+        };
         let reports = read_reports(report_read);
 
         let mut pid = None;
@@ -206,6 +214,47 @@ impl LinuxRuntime {
             stderr: output.stderr,
         })
     }
+}
+
+/// The exec shim forked by the zygote, as `Command::output` would run it: stdout and stderr
+/// collected (stderr on a second thread), its exit status waited for.
+fn run_in_zygote(
+    zygote: &crate::shim::zygote::Zygote,
+    json: &str,
+    report: OwnedFd,
+) -> std::io::Result<std::process::Output> {
+    use std::os::fd::AsFd;
+    let null = std::fs::File::open("/dev/null")?;
+    let (stdout_read, stdout_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (stderr_read, stderr_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let fds = crate::shim::zygote::HelperFds {
+        stdin: null.as_fd(),
+        stdout: stdout_write.as_fd(),
+        stderr: stderr_write.as_fd(),
+        sync: Some(report.as_fd()),
+    };
+    let mut child = zygote.spawn(EXEC_MARKER, json, fds)?;
+    drop((stdout_write, stderr_write, report));
+    let (stdout, stderr) = std::thread::scope(|scope| {
+        let stderr = scope.spawn(move || {
+            let mut bytes = Vec::new();
+            std::fs::File::from(stderr_read)
+                .read_to_end(&mut bytes)
+                .map(|_| bytes)
+        });
+        let mut stdout = Vec::new();
+        let read = std::fs::File::from(stdout_read).read_to_end(&mut stdout);
+        let stderr = stderr
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("stderr reader panicked")));
+        (read.map(|_| stdout), stderr)
+    });
+    let status = child.wait()?;
+    Ok(std::process::Output {
+        status,
+        stdout: stdout?,
+        stderr: stderr?,
+    })
 }
 
 /// The shim exits with the process's code (128+signal when it was killed); a shim killed

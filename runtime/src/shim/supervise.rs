@@ -578,8 +578,11 @@ impl<'a> Shim<'a> {
             if let Err(err) = self.state.save(&self.args.state_dir) {
                 eprintln!("berth shim: {err}");
             }
-            // Set up and started: from here the shim only supervises.
-            super::memory::release_clean_file_pages();
+            // Set up and started: from here a detached shim only supervises, maybe for months
+            // (a foreground one ends with `berth run`; reading smaps would only cost it time).
+            if self.args.detach {
+                super::memory::release_clean_file_pages();
+            }
         }
     }
 

@@ -260,6 +260,8 @@ pub(super) fn serve() -> i32 {
     };
     let mut reports: HashMap<Pid, OwnedFd> = HashMap::new();
     let mut buf = vec![0u8; MAX_REQUEST];
+    // What starting up touched is not needed to fork.
+    super::memory::release_clean_file_pages();
     loop {
         let mut polled = [
             PollFd::new(socket.as_fd(), PollFlags::POLLIN),
