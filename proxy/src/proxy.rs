@@ -1,5 +1,7 @@
 //! The userspace service proxy, as kube-proxy's old `userspace` mode: one listener per Service
-//! port, and each accepted connection copied to one of the Service's ready endpoints.
+//! port, and each accepted connection copied to one of the Service's ready endpoints. With a
+//! [`KernelServices`] data path that works, cluster IPs are left to it (their rules replaced
+//! as a whole on every change) and only node ports are listened on here.
 //!
 //! - **Listeners.** For every TCP port of a `ClusterIP`/`NodePort` Service that holds its
 //!   cluster IP (see `berth_controller::service::holds_cluster_ip`), a listener on
@@ -51,6 +53,22 @@ const COMPONENT: &str = "berth-proxy";
 /// How often addresses that could not be bound are tried again without a change.
 const BIND_RETRY: Duration = Duration::from_secs(10);
 
+/// One TCP port of a Service on its cluster IP and its ready endpoints: what a kernel data path
+/// translates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRule {
+    pub cluster_ip: Ipv4Addr,
+    pub port: u16,
+    pub endpoints: Vec<std::net::SocketAddrV4>,
+}
+
+/// A kernel data path for cluster IPs (nf_tables DNAT in the daemon): `sync` replaces every
+/// rule at once; an empty list removes them all. While it works, cluster IPs get no userspace
+/// listener; when it fails, the proxy falls back to listening on them.
+pub trait KernelServices: Send + Sync {
+    fn sync(&self, rules: &[ClusterRule]) -> std::io::Result<()>;
+}
+
 /// Where the proxy listens and how it makes cluster IPs local.
 #[derive(Clone)]
 pub struct ProxyConfig {
@@ -59,6 +77,8 @@ pub struct ProxyConfig {
     pub addresses: Arc<dyn ClusterAddresses>,
     /// How long to wait for a backend to accept before trying the next.
     pub connect_timeout: Duration,
+    /// Translate cluster IPs in the kernel instead of proxying them (node ports stay proxied).
+    pub kernel: Option<Arc<dyn KernelServices>>,
 }
 
 impl ProxyConfig {
@@ -67,7 +87,13 @@ impl ProxyConfig {
             node_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             addresses,
             connect_timeout: Duration::from_secs(3),
+            kernel: None,
         }
+    }
+
+    pub fn with_kernel_data_path(mut self, kernel: Arc<dyn KernelServices>) -> Self {
+        self.kernel = Some(kernel);
+        self
     }
 
     pub fn with_node_address(mut self, node_address: IpAddr) -> Self {
@@ -121,6 +147,9 @@ pub struct Proxy {
     /// Addresses whose bind failed and was reported, with the port they were for.
     reported: HashMap<SocketAddr, PortKey>,
     host_ports: HostPorts,
+    /// The rules the kernel data path holds, when its last sync worked.
+    kernel_rules: Option<Vec<ClusterRule>>,
+    kernel_failure_logged: bool,
 }
 
 impl Proxy {
@@ -132,6 +161,8 @@ impl Proxy {
             local_ips: HashSet::new(),
             reported: HashMap::new(),
             host_ports: HostPorts::default(),
+            kernel_rules: None,
+            kernel_failure_logged: false,
         }
     }
 
@@ -182,12 +213,17 @@ impl Proxy {
                 .replace(backends);
         }
 
+        // Cluster IPs in the kernel, if it can; else they get listeners below.
+        let in_kernel = self.sync_kernel(&wanted).await;
+
         // Close what is no longer wanted (established connections are tasks of their own).
         let closed: Vec<SocketAddr> = self
             .listeners
             .iter()
             .filter(|(address, listener)| {
-                wanted.get(*address).is_none_or(|w| w.port != listener.port)
+                wanted
+                    .get(*address)
+                    .is_none_or(|w| w.port != listener.port || (in_kernel && w.cluster_ip))
             })
             .map(|(address, _)| *address)
             .collect();
@@ -216,7 +252,7 @@ impl Proxy {
             }
         }
         for (address, want) in &wanted {
-            if self.listeners.contains_key(address) {
+            if self.listeners.contains_key(address) || (in_kernel && want.cluster_ip) {
                 continue;
             }
             let Some(backends) = self.backends.get(&want.port).cloned() else {
@@ -274,6 +310,68 @@ impl Proxy {
                 self.config.connect_timeout,
             )
             .await;
+    }
+
+    /// Hands the cluster IPs of `wanted` and their backends to the kernel data path; whether it
+    /// now carries them.
+    async fn sync_kernel(&mut self, wanted: &BTreeMap<SocketAddr, Wanted>) -> bool {
+        let Some(kernel) = self.config.kernel.clone() else {
+            return false;
+        };
+        let mut rules: Vec<ClusterRule> = wanted
+            .iter()
+            .filter(|(_, want)| want.cluster_ip)
+            .filter_map(|(address, want)| {
+                let SocketAddr::V4(address) = address else {
+                    return None;
+                };
+                let backends = self.backends.get(&want.port)?.snapshot();
+                Some(ClusterRule {
+                    cluster_ip: *address.ip(),
+                    port: address.port(),
+                    endpoints: backends
+                        .iter()
+                        .filter_map(|b| match b {
+                            SocketAddr::V4(b) => Some(*b),
+                            SocketAddr::V6(_) => None,
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        rules.sort_by_key(|r| (r.cluster_ip, r.port));
+        if self.kernel_rules.as_ref() == Some(&rules) {
+            return true;
+        }
+        let applied = rules.clone();
+        let result = tokio::task::spawn_blocking(move || kernel.sync(&applied)).await;
+        match result {
+            Ok(Ok(())) => {
+                if self.kernel_rules.is_none() {
+                    tracing::info!("cluster IPs translated in the kernel (nf_tables DNAT)");
+                }
+                tracing::debug!(rules = rules.len(), "kernel service rules replaced");
+                self.kernel_rules = Some(rules);
+                true
+            }
+            Ok(Err(err)) => {
+                if self.kernel_rules.is_some() || !self.reported_kernel_failure() {
+                    tracing::warn!(error = %err, "no kernel data path for cluster IPs; proxying them");
+                }
+                self.kernel_rules = None;
+                false
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "kernel service sync did not complete");
+                self.kernel_rules = None;
+                false
+            }
+        }
+    }
+
+    /// Whether a failure of the kernel data path was logged already (once per proxy is enough).
+    fn reported_kernel_failure(&mut self) -> bool {
+        std::mem::replace(&mut self.kernel_failure_logged, true)
     }
 
     /// The listeners `snapshot` asks for, by address.

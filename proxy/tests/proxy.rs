@@ -299,3 +299,107 @@ async fn node_ports_and_bind_failures() {
     drop(squatter);
     proxy.abort();
 }
+
+/// A kernel data path that records what it was given and works while `working` is set.
+#[derive(Default)]
+struct FakeKernel {
+    synced: std::sync::Mutex<Vec<Vec<berth_proxy::ClusterRule>>>,
+    working: std::sync::atomic::AtomicBool,
+}
+
+impl berth_proxy::KernelServices for FakeKernel {
+    fn sync(&self, rules: &[berth_proxy::ClusterRule]) -> std::io::Result<()> {
+        if !self.working.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("no nf_tables here"));
+        }
+        self.synced.lock().unwrap().push(rules.to_vec());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn cluster_ips_go_to_the_kernel_data_path_and_back_to_listeners_when_it_fails() {
+    let net = network(3);
+    let (cluster, a) = (ip(net, 1), ip(net, 10));
+    let backend_port = free_port(&[a]).await;
+    let service_port = free_port(&[cluster]).await;
+    named_echo(SocketAddr::new(a, backend_port), "a").await;
+
+    let store = RedbStore::open_in_memory(Options::default()).unwrap();
+    store
+        .create(service("echo", cluster, service_port))
+        .await
+        .unwrap();
+    store
+        .create(endpoints("echo", &[a], backend_port))
+        .await
+        .unwrap();
+    let kernel = Arc::new(FakeKernel::default());
+    kernel
+        .working
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let proxy =
+        Proxy::new(ProxyConfig::new(Arc::new(NoAddresses)).with_kernel_data_path(kernel.clone()));
+    let catalog = Catalog::spawn(store.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(proxy.run(store.clone(), catalog, async {
+        let _ = stopped.await;
+    }));
+
+    let (IpAddr::V4(cluster4), IpAddr::V4(a4)) = (cluster, a) else {
+        unreachable!()
+    };
+    let expected = vec![berth_proxy::ClusterRule {
+        cluster_ip: cluster4,
+        port: service_port,
+        endpoints: vec![std::net::SocketAddrV4::new(a4, backend_port)],
+    }];
+    eventually("the kernel gets the Service's rule", || async {
+        kernel.synced.lock().unwrap().last() == Some(&expected)
+    })
+    .await;
+    // The kernel carries the cluster IP: no userspace listener on it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let address = SocketAddr::new(cluster, service_port);
+    assert!(TcpStream::connect(address).await.is_err());
+
+    // The endpoint leaves: the rule loses it.
+    let stored: Endpoints = store.get_as(Some("default"), "echo").await.unwrap();
+    let mut changed = endpoints("echo", &[], backend_port);
+    changed.metadata = stored.metadata;
+    store.update(changed).await.unwrap();
+    eventually("the rule has no endpoint", || async {
+        kernel
+            .synced
+            .lock()
+            .unwrap()
+            .last()
+            .is_some_and(|rules| rules.len() == 1 && rules[0].endpoints.is_empty())
+    })
+    .await;
+
+    // The kernel stops working: the proxy listens on the cluster IP itself.
+    kernel
+        .working
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let stored: Endpoints = store.get_as(Some("default"), "echo").await.unwrap();
+    let mut changed = endpoints("echo", &[a], backend_port);
+    changed.metadata = stored.metadata;
+    store.update(changed).await.unwrap();
+    eventually("the proxy listens on the cluster IP", || async {
+        connect(address).await.is_ok_and(|(_, name)| name == "a")
+    })
+    .await;
+
+    // Shutdown removes the kernel's rules (it works again by then).
+    kernel
+        .working
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = stop.send(());
+    task.await.unwrap();
+    assert_eq!(
+        kernel.synced.lock().unwrap().last(),
+        Some(&Vec::new()),
+        "the last sync empties the kernel's rules"
+    );
+}

@@ -30,7 +30,9 @@ use berth_agent::{
 };
 use berth_apiserver::{ApiState, serve_tcp, serve_unix};
 use berth_metrics::{ContainerMetrics, LinuxContainerStats, StateMetrics};
-use berth_proxy::{Catalog, Dns, DnsConfig, DummyLink, Proxy, ProxyConfig};
+use berth_proxy::{
+    Catalog, ClusterRule, Dns, DnsConfig, DummyLink, KernelServices, Proxy, ProxyConfig,
+};
 use berth_runtime::{
     container::{LinuxRuntime, RuntimeConfig},
     image::ImageStore,
@@ -194,10 +196,15 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         ),
     ));
 
-    // Services: cluster IPs and node ports proxied to ready endpoints, and cluster DNS on the
-    // pods' gateway.
+    // Services: cluster IPs translated to ready endpoints by the kernel (nf_tables DNAT), node
+    // ports proxied to them, and cluster DNS on the pods' gateway.
     let catalog = Catalog::spawn(store.clone());
-    let proxy = Proxy::new(ProxyConfig::new(Arc::new(DummyLink::default())));
+    let kernel = Arc::new(NftServices {
+        bridge: config.network.bridge.clone(),
+        cidr: config.network.cidr,
+    });
+    let proxy =
+        Proxy::new(ProxyConfig::new(Arc::new(DummyLink::default())).with_kernel_data_path(kernel));
     tasks.spawn(proxy.run(store.clone(), catalog.clone(), shutdown.clone().wait()));
     match Dns::bind(DnsConfig::from_resolv_conf(dns_addr), catalog).await {
         Ok(dns) => {
@@ -311,4 +318,26 @@ fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
         path.display()
     );
     Ok(token)
+}
+
+/// The Services' kernel data path: an nf_tables table per bridge
+/// ([`berth_runtime::network::sync_services`]).
+struct NftServices {
+    bridge: String,
+    cidr: berth_runtime::network::PodCidr,
+}
+
+impl KernelServices for NftServices {
+    fn sync(&self, rules: &[ClusterRule]) -> std::io::Result<()> {
+        let rules: Vec<berth_runtime::network::ServiceRule> = rules
+            .iter()
+            .map(|r| berth_runtime::network::ServiceRule {
+                cluster_ip: r.cluster_ip,
+                port: r.port,
+                endpoints: r.endpoints.clone(),
+            })
+            .collect();
+        berth_runtime::network::sync_services(&self.bridge, self.cidr, &rules)
+            .map_err(std::io::Error::other)
+    }
 }

@@ -390,6 +390,9 @@ impl Core {
     /// Commits `group` in one transaction and answers each op. Should the transaction itself
     /// fail (a database error), each op is retried alone so that it gets its own error.
     fn commit_group(&self, writer: &mut MutexGuard<'_, Writer>, group: Vec<Pending>) {
+        if group.is_empty() {
+            return;
+        }
         if group.len() == 1 {
             let Pending { op, done } = group.into_iter().next().expect("one");
             let result = self.write_locked(writer, vec![op]).map(|mut o| o.remove(0));

@@ -45,6 +45,7 @@ mod cidr;
 mod ipam;
 mod nat;
 mod netlink;
+mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -55,6 +56,7 @@ use sha2::{Digest, Sha256};
 pub use cidr::{InvalidCidr, PodCidr};
 pub use ipam::Ipam;
 pub use nat::{MASQUERADE_CHAIN, ensure_masquerade, masquerade_table, remove_masquerade};
+pub use services::{ServiceRule, services_table, sync_services};
 
 pub type Result<T, E = NetworkError> = std::result::Result<T, E>;
 

@@ -41,10 +41,10 @@ use super::{NetworkConfig, NetworkError, PodCidr, Result};
 // Netlink (linux/netlink.h).
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
+pub(super) const NLM_F_CREATE: u16 = 0x400;
+pub(super) const NLM_F_APPEND: u16 = 0x800;
 const NLMSG_ERROR: u16 = 0x2;
-const NLA_F_NESTED: u16 = 0x8000;
+pub(super) const NLA_F_NESTED: u16 = 0x8000;
 const NLMSG_HDRLEN: usize = 16;
 
 // nfnetlink (linux/netfilter/nfnetlink.h).
@@ -55,48 +55,48 @@ const NFPROTO_IPV4: u8 = 2;
 const AF_UNSPEC: u8 = 0;
 
 // nf_tables messages and attributes (linux/netfilter/nf_tables.h).
-const NFT_MSG_NEWTABLE: u16 = 0;
-const NFT_MSG_DELTABLE: u16 = 2;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_NEWRULE: u16 = 6;
+pub(super) const NFT_MSG_NEWTABLE: u16 = 0;
+pub(super) const NFT_MSG_DELTABLE: u16 = 2;
+pub(super) const NFT_MSG_NEWCHAIN: u16 = 3;
+pub(super) const NFT_MSG_NEWRULE: u16 = 6;
 const NFTA_TABLE_NAME: u16 = 1;
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_HOOK_PRIORITY: u16 = 2;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub(super) const NFTA_CHAIN_TABLE: u16 = 1;
+pub(super) const NFTA_CHAIN_NAME: u16 = 3;
+pub(super) const NFTA_CHAIN_HOOK: u16 = 4;
+pub(super) const NFTA_CHAIN_TYPE: u16 = 7;
+pub(super) const NFTA_HOOK_HOOKNUM: u16 = 1;
+pub(super) const NFTA_HOOK_PRIORITY: u16 = 2;
+pub(super) const NFTA_RULE_TABLE: u16 = 1;
+pub(super) const NFTA_RULE_CHAIN: u16 = 2;
+pub(super) const NFTA_RULE_EXPRESSIONS: u16 = 4;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_PAYLOAD_DREG: u16 = 1;
-const NFTA_PAYLOAD_BASE: u16 = 2;
-const NFTA_PAYLOAD_OFFSET: u16 = 3;
-const NFTA_PAYLOAD_LEN: u16 = 4;
-const NFTA_BITWISE_SREG: u16 = 1;
-const NFTA_BITWISE_DREG: u16 = 2;
-const NFTA_BITWISE_LEN: u16 = 3;
-const NFTA_BITWISE_MASK: u16 = 4;
-const NFTA_BITWISE_XOR: u16 = 5;
-const NFTA_CMP_SREG: u16 = 1;
-const NFTA_CMP_OP: u16 = 2;
-const NFTA_CMP_DATA: u16 = 3;
-const NFTA_META_DREG: u16 = 1;
-const NFTA_META_KEY: u16 = 2;
-const NFT_REG_1: u32 = 1;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-const NFT_CMP_EQ: u32 = 0;
-const NFT_CMP_NEQ: u32 = 1;
-const NFT_META_OIFNAME: u32 = 7;
-const NF_INET_POST_ROUTING: u32 = 4;
+pub(super) const NFTA_DATA_VALUE: u16 = 1;
+pub(super) const NFTA_PAYLOAD_DREG: u16 = 1;
+pub(super) const NFTA_PAYLOAD_BASE: u16 = 2;
+pub(super) const NFTA_PAYLOAD_OFFSET: u16 = 3;
+pub(super) const NFTA_PAYLOAD_LEN: u16 = 4;
+pub(super) const NFTA_BITWISE_SREG: u16 = 1;
+pub(super) const NFTA_BITWISE_DREG: u16 = 2;
+pub(super) const NFTA_BITWISE_LEN: u16 = 3;
+pub(super) const NFTA_BITWISE_MASK: u16 = 4;
+pub(super) const NFTA_BITWISE_XOR: u16 = 5;
+pub(super) const NFTA_CMP_SREG: u16 = 1;
+pub(super) const NFTA_CMP_OP: u16 = 2;
+pub(super) const NFTA_CMP_DATA: u16 = 3;
+pub(super) const NFTA_META_DREG: u16 = 1;
+pub(super) const NFTA_META_KEY: u16 = 2;
+pub(super) const NFT_REG_1: u32 = 1;
+pub(super) const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+pub(super) const NFT_CMP_EQ: u32 = 0;
+pub(super) const NFT_CMP_NEQ: u32 = 1;
+pub(super) const NFT_META_OIFNAME: u32 = 7;
+pub(super) const NF_INET_POST_ROUTING: u32 = 4;
 /// `NF_IP_PRI_NAT_SRC`, what `nft` calls `srcnat`.
-const NF_IP_PRI_NAT_SRC: i32 = 100;
+pub(super) const NF_IP_PRI_NAT_SRC: i32 = 100;
 /// Interface names are compared as `IFNAMSIZ` bytes, zero-padded.
-const IFNAMSIZ: usize = 16;
+pub(super) const IFNAMSIZ: usize = 16;
 /// Offset of the source address in the IPv4 header.
 const IPV4_SADDR_OFFSET: u32 = 12;
 
@@ -143,7 +143,7 @@ pub fn remove_masquerade(bridge: &str) -> Result<()> {
     })
 }
 
-fn table_attrs(table: &str) -> Vec<u8> {
+pub(super) fn table_attrs(table: &str) -> Vec<u8> {
     let mut out = Vec::new();
     put_str(&mut out, NFTA_TABLE_NAME, table);
     out
@@ -215,20 +215,20 @@ fn rule_attrs(table: &str, cidr: PodCidr, bridge: &str) -> Vec<u8> {
     out
 }
 
-fn prefix_mask(prefix_len: u8) -> Ipv4Addr {
+pub(super) fn prefix_mask(prefix_len: u8) -> Ipv4Addr {
     let bits = u32::MAX
         .checked_shl(32 - u32::from(prefix_len))
         .unwrap_or(0);
     Ipv4Addr::from(bits)
 }
 
-fn data_value(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn data_value(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     put_attr(&mut out, NFTA_DATA_VALUE, bytes);
     out
 }
 
-fn put_expr(list: &mut Vec<u8>, name: &str, data: &[u8]) {
+pub(super) fn put_expr(list: &mut Vec<u8>, name: &str, data: &[u8]) {
     let mut expr = Vec::new();
     put_str(&mut expr, NFTA_EXPR_NAME, name);
     if !data.is_empty() {
@@ -237,7 +237,7 @@ fn put_expr(list: &mut Vec<u8>, name: &str, data: &[u8]) {
     put_nested(list, NFTA_LIST_ELEM, &expr);
 }
 
-fn put_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+pub(super) fn put_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     let len = 4 + payload.len();
     out.extend_from_slice(&(len as u16).to_ne_bytes());
     out.extend_from_slice(&kind.to_ne_bytes());
@@ -245,22 +245,22 @@ fn put_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     out.resize(out.len() + (4 - len % 4) % 4, 0);
 }
 
-fn put_nested(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+pub(super) fn put_nested(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     put_attr(out, kind | NLA_F_NESTED, payload);
 }
 
-fn put_str(out: &mut Vec<u8>, kind: u16, value: &str) {
+pub(super) fn put_str(out: &mut Vec<u8>, kind: u16, value: &str) {
     let mut bytes = value.as_bytes().to_vec();
     bytes.push(0);
     put_attr(out, kind, &bytes);
 }
 
-fn put_u32(out: &mut Vec<u8>, kind: u16, value: u32) {
+pub(super) fn put_u32(out: &mut Vec<u8>, kind: u16, value: u32) {
     put_attr(out, kind, &value.to_be_bytes());
 }
 
 /// One nf_tables transaction: `BATCH_BEGIN`, the messages, `BATCH_END`.
-struct Batch {
+pub(super) struct Batch {
     buf: Vec<u8>,
     /// Sequence numbers of the messages that ask for an acknowledgement.
     pending: Vec<u32>,
@@ -268,7 +268,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut batch = Self {
             buf: Vec::new(),
             pending: Vec::new(),
@@ -278,8 +278,14 @@ impl Batch {
         batch
     }
 
+    /// How many messages wait for an acknowledgement.
+    #[cfg(test)]
+    pub(super) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Appends an nf_tables message (family `ip`) that the kernel acknowledges.
-    fn push(&mut self, msg: u16, flags: u16, attrs: &[u8]) {
+    pub(super) fn push(&mut self, msg: u16, flags: u16, attrs: &[u8]) {
         let seq = self.message(
             (NFNL_SUBSYS_NFTABLES << 8) | msg,
             flags | NLM_F_ACK,
@@ -315,7 +321,7 @@ impl Batch {
 
     /// Sends the batch and waits for every acknowledgement; the first error the kernel
     /// reports (the whole batch is then rolled back) is returned.
-    fn send(mut self) -> std::io::Result<()> {
+    pub(super) fn send(mut self) -> std::io::Result<()> {
         self.message(NFNL_MSG_BATCH_END, 0, AF_UNSPEC, &[]);
         let mut socket = Socket::new(NETLINK_NETFILTER)?;
         socket.bind_auto()?;
