@@ -1,7 +1,7 @@
 //! The userspace service proxy, as kube-proxy's old `userspace` mode: one listener per Service
 //! port, and each accepted connection copied to one of the Service's ready endpoints. With a
-//! [`KernelServices`] data path that works, cluster IPs are left to it (their rules replaced
-//! as a whole on every change) and only node ports are listened on here.
+//! [`KernelServices`] data path that works, cluster IPs and (when they listen on every address)
+//! node ports are left to it, their rules replaced as a whole on every change.
 //!
 //! - **Listeners.** For every TCP port of a `ClusterIP`/`NodePort` Service that holds its
 //!   cluster IP (see `berth_controller::service::holds_cluster_ip`), a listener on
@@ -59,6 +59,8 @@ const BIND_RETRY: Duration = Duration::from_secs(10);
 pub struct ClusterRule {
     pub cluster_ip: Ipv4Addr,
     pub port: u16,
+    /// The node port of a `NodePort` Service, on every local address.
+    pub node_port: Option<u16>,
     pub endpoints: Vec<std::net::SocketAddrV4>,
 }
 
@@ -213,7 +215,7 @@ impl Proxy {
                 .replace(backends);
         }
 
-        // Cluster IPs in the kernel, if it can; else they get listeners below.
+        // Cluster IPs (and node ports) in the kernel, if it can; else they get listeners below.
         let in_kernel = self.sync_kernel(&wanted).await;
 
         // Close what is no longer wanted (established connections are tasks of their own).
@@ -223,7 +225,7 @@ impl Proxy {
             .filter(|(address, listener)| {
                 wanted
                     .get(*address)
-                    .is_none_or(|w| w.port != listener.port || (in_kernel && w.cluster_ip))
+                    .is_none_or(|w| w.port != listener.port || in_kernel.contains(*address))
             })
             .map(|(address, _)| *address)
             .collect();
@@ -252,7 +254,7 @@ impl Proxy {
             }
         }
         for (address, want) in &wanted {
-            if self.listeners.contains_key(address) || (in_kernel && want.cluster_ip) {
+            if self.listeners.contains_key(address) || in_kernel.contains(address) {
                 continue;
             }
             let Some(backends) = self.backends.get(&want.port).cloned() else {
@@ -312,59 +314,67 @@ impl Proxy {
             .await;
     }
 
-    /// Hands the cluster IPs of `wanted` and their backends to the kernel data path; whether it
-    /// now carries them.
-    async fn sync_kernel(&mut self, wanted: &BTreeMap<SocketAddr, Wanted>) -> bool {
+    /// Hands the cluster IPs of `wanted` (with their node ports, when node ports listen on every
+    /// address) and their backends to the kernel data path; the addresses it now carries.
+    async fn sync_kernel(&mut self, wanted: &BTreeMap<SocketAddr, Wanted>) -> HashSet<SocketAddr> {
         let Some(kernel) = self.config.kernel.clone() else {
-            return false;
+            return HashSet::new();
         };
-        let mut rules: Vec<ClusterRule> = wanted
-            .iter()
-            .filter(|(_, want)| want.cluster_ip)
-            .filter_map(|(address, want)| {
-                let SocketAddr::V4(address) = address else {
-                    return None;
-                };
-                let backends = self.backends.get(&want.port)?.snapshot();
-                Some(ClusterRule {
-                    cluster_ip: *address.ip(),
-                    port: address.port(),
-                    endpoints: backends
-                        .iter()
-                        .filter_map(|b| match b {
-                            SocketAddr::V4(b) => Some(*b),
-                            SocketAddr::V6(_) => None,
-                        })
-                        .collect(),
-                })
-            })
-            .collect();
+        let all_addresses = self.config.node_address.is_unspecified();
+        let mut carried = HashSet::new();
+        let mut rules: Vec<ClusterRule> = Vec::new();
+        for (address, want) in wanted.iter().filter(|(_, want)| want.cluster_ip) {
+            let SocketAddr::V4(v4) = address else {
+                continue;
+            };
+            let Some(backends) = self.backends.get(&want.port).map(|b| b.snapshot()) else {
+                continue;
+            };
+            let node_port = wanted
+                .iter()
+                .find(|(a, w)| all_addresses && !w.cluster_ip && w.port == want.port && a.is_ipv4())
+                .map(|(a, _)| *a);
+            carried.insert(*address);
+            carried.extend(node_port);
+            rules.push(ClusterRule {
+                cluster_ip: *v4.ip(),
+                port: v4.port(),
+                node_port: node_port.map(|a| a.port()),
+                endpoints: backends
+                    .iter()
+                    .filter_map(|b| match b {
+                        SocketAddr::V4(b) => Some(*b),
+                        SocketAddr::V6(_) => None,
+                    })
+                    .collect(),
+            });
+        }
         rules.sort_by_key(|r| (r.cluster_ip, r.port));
         if self.kernel_rules.as_ref() == Some(&rules) {
-            return true;
+            return carried;
         }
         let applied = rules.clone();
         let result = tokio::task::spawn_blocking(move || kernel.sync(&applied)).await;
         match result {
             Ok(Ok(())) => {
                 if self.kernel_rules.is_none() {
-                    tracing::info!("cluster IPs translated in the kernel (nf_tables DNAT)");
+                    tracing::info!("Service addresses translated in the kernel (nf_tables DNAT)");
                 }
                 tracing::debug!(rules = rules.len(), "kernel service rules replaced");
                 self.kernel_rules = Some(rules);
-                true
+                carried
             }
             Ok(Err(err)) => {
                 if self.kernel_rules.is_some() || !self.reported_kernel_failure() {
-                    tracing::warn!(error = %err, "no kernel data path for cluster IPs; proxying them");
+                    tracing::warn!(error = %err, "no kernel data path for Services; proxying them");
                 }
                 self.kernel_rules = None;
-                false
+                HashSet::new()
             }
             Err(err) => {
                 tracing::warn!(error = %err, "kernel service sync did not complete");
                 self.kernel_rules = None;
-                false
+                HashSet::new()
             }
         }
     }

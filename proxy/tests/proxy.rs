@@ -352,6 +352,7 @@ async fn cluster_ips_go_to_the_kernel_data_path_and_back_to_listeners_when_it_fa
     let expected = vec![berth_proxy::ClusterRule {
         cluster_ip: cluster4,
         port: service_port,
+        node_port: None,
         endpoints: vec![std::net::SocketAddrV4::new(a4, backend_port)],
     }];
     eventually("the kernel gets the Service's rule", || async {

@@ -334,6 +334,7 @@ impl KernelServices for NftServices {
             .map(|r| berth_runtime::network::ServiceRule {
                 cluster_ip: r.cluster_ip,
                 port: r.port,
+                node_port: r.node_port,
                 endpoints: r.endpoints.clone(),
             })
             .collect();

@@ -6,17 +6,22 @@
 //! atomically; connections already set up keep their conntrack entry and so their endpoint):
 //!
 //! ```text
-//! chain prerouting  { type nat hook prerouting priority dstnat; …dispatch… }  from pods
+//! chain prerouting  { type nat hook prerouting priority dstnat; …dispatch… }  from outside
 //! chain output      { type nat hook output priority -100; …dispatch… }        from the node
 //!   dispatch: ip daddr <cluster IP> meta l4proto tcp tcp dport <port> jump svc<n>
+//!             fib daddr type local meta l4proto tcp tcp dport <node port> jump svc<n>
 //! chain svc<n> {    one rule per endpoint, each taken with probability 1/(endpoints left):
 //!   numgen random mod 3 == 0 dnat to 10.73.0.5:8080
 //!   numgen random mod 2 == 0 dnat to 10.73.0.6:8080
 //!   dnat to 10.73.0.7:8080
 //! }
 //! chain postrouting { type nat hook postrouting priority srcnat;
-//!   ip saddr <pod CIDR> oifname <bridge> ct status dnat masquerade }
+//!   ip saddr <pod CIDR> oifname <bridge> ct status dnat masquerade
+//!   ip saddr 127.0.0.0/8 oifname <bridge> ct status dnat masquerade }
 //! ```
+//! A node port reached on `127.0.0.1` leaves through the bridge with a loopback source, which
+//! the kernel allows with `route_localnet` on the bridge (set when there is a node port) and
+//! which the masquerade then replaces.
 //! The masquerade makes replies to pods come back through the node, so that conntrack can undo
 //! the translation although client and endpoint sit on the same bridge (a pod calling a
 //! Service, even its own). Connections from the node keep their source address. A Service without ready endpoints has an empty chain: its connections reach the
@@ -66,15 +71,25 @@ const NFT_CT_STATUS: u32 = 2;
 /// `IPS_DST_NAT` in the conntrack status bits.
 const IPS_DST_NAT: u32 = 1 << 5;
 const IPPROTO_TCP: u8 = 6;
+const NFTA_FIB_DREG: u16 = 1;
+const NFTA_FIB_RESULT: u16 = 2;
+const NFTA_FIB_FLAGS: u16 = 3;
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+/// `RTN_LOCAL`: an address of this host.
+const RTN_LOCAL: u32 = 2;
 const IPV4_SADDR_OFFSET: u32 = 12;
 const IPV4_DADDR_OFFSET: u32 = 16;
 const TCP_DPORT_OFFSET: u32 = 2;
 
-/// One TCP port of a Service on its cluster IP and the ready endpoints behind it.
+/// One TCP port of a Service on its cluster IP (and node port) and the ready endpoints behind
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRule {
     pub cluster_ip: Ipv4Addr,
     pub port: u16,
+    /// The port on every local address of the node (`NodePort` Services).
+    pub node_port: Option<u16>,
     pub endpoints: Vec<SocketAddrV4>,
 }
 
@@ -97,6 +112,16 @@ pub fn sync_services(bridge: &str, cidr: super::PodCidr, rules: &[ServiceRule]) 
         });
     }
     let table = services_table(bridge);
+    if rules.iter().any(|r| r.node_port.is_some()) {
+        // A node port reached on 127.0.0.1 is translated to a pod: the kernel routes a
+        // loopback source out of the bridge only with route_localnet (on that bridge alone).
+        let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
+        std::fs::write(&path, "1").map_err(|source| NetworkError::Nftables {
+            op: "enable route_localnet on the bridge",
+            table: table.clone(),
+            source,
+        })?;
+    }
     let batch = batch(&table, bridge, cidr, rules);
     batch.send().map_err(|source| NetworkError::Nftables {
         op: if rules.is_empty() {
@@ -142,6 +167,13 @@ fn batch(table: &str, bridge: &str, cidr: super::PodCidr, rules: &[ServiceRule])
                 NLM_F_CREATE | NLM_F_APPEND,
                 &rule(table, hooked, &dispatch(service, &chain)),
             );
+            if let Some(node_port) = service.node_port {
+                batch.push(
+                    NFT_MSG_NEWRULE,
+                    NLM_F_CREATE | NLM_F_APPEND,
+                    &rule(table, hooked, &dispatch_node_port(node_port, &chain)),
+                );
+            }
         }
         let count = service.endpoints.len();
         for (i, endpoint) in service.endpoints.iter().enumerate() {
@@ -158,6 +190,16 @@ fn batch(table: &str, bridge: &str, cidr: super::PodCidr, rules: &[ServiceRule])
         NFT_MSG_NEWRULE,
         NLM_F_CREATE | NLM_F_APPEND,
         &rule(table, "postrouting", &masquerade_translated(bridge, cidr)),
+    );
+    let loopback = super::PodCidr::new(Ipv4Addr::new(127, 0, 0, 0), 8).expect("127.0.0.0/8");
+    batch.push(
+        NFT_MSG_NEWRULE,
+        NLM_F_CREATE | NLM_F_APPEND,
+        &rule(
+            table,
+            "postrouting",
+            &masquerade_translated(bridge, loopback),
+        ),
     );
     batch
 }
@@ -203,6 +245,34 @@ fn dispatch(rule: &ServiceRule, chain: &str) -> Vec<u8> {
         2,
     );
     cmp(&mut exprs, NFT_CMP_EQ, &rule.port.to_be_bytes());
+    jump(&mut exprs, chain);
+    exprs
+}
+
+/// `fib daddr type local meta l4proto tcp tcp dport <node port> jump <chain>`.
+fn dispatch_node_port(node_port: u16, chain: &str) -> Vec<u8> {
+    let mut exprs = Vec::new();
+    let mut fib = Vec::new();
+    put_u32(&mut fib, NFTA_FIB_DREG, NFT_REG_1);
+    put_u32(&mut fib, NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+    put_u32(&mut fib, NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR);
+    put_expr(&mut exprs, "fib", &fib);
+    // The address type is a host-order integer.
+    cmp(&mut exprs, NFT_CMP_EQ, &RTN_LOCAL.to_ne_bytes());
+    meta(&mut exprs, NFT_META_L4PROTO);
+    cmp(&mut exprs, NFT_CMP_EQ, &[IPPROTO_TCP]);
+    payload(
+        &mut exprs,
+        NFT_PAYLOAD_TRANSPORT_HEADER,
+        TCP_DPORT_OFFSET,
+        2,
+    );
+    cmp(&mut exprs, NFT_CMP_EQ, &node_port.to_be_bytes());
+    jump(&mut exprs, chain);
+    exprs
+}
+
+fn jump(exprs: &mut Vec<u8>, chain: &str) {
     let mut verdict = Vec::new();
     put_u32(&mut verdict, NFTA_VERDICT_CODE, NFT_JUMP as u32);
     put_str(&mut verdict, NFTA_VERDICT_CHAIN, chain);
@@ -211,8 +281,7 @@ fn dispatch(rule: &ServiceRule, chain: &str) -> Vec<u8> {
     let mut immediate = Vec::new();
     put_u32(&mut immediate, NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
     put_nested(&mut immediate, NFTA_IMMEDIATE_DATA, &data);
-    put_expr(&mut exprs, "immediate", &immediate);
-    exprs
+    put_expr(exprs, "immediate", &immediate);
 }
 
 /// `[numgen random mod <left> == 0] dnat to <endpoint>`; the condition is left out when this is
@@ -362,6 +431,7 @@ mod tests {
         let rule = ServiceRule {
             cluster_ip: Ipv4Addr::new(10, 74, 0, 10),
             port: 80,
+            node_port: None,
             endpoints: vec![],
         };
         let exprs = dispatch(&rule, "svc0");
@@ -388,16 +458,24 @@ mod tests {
         let batch = batch("berth_svc_b", "b", cidr(), &[]);
         // NEWTABLE and DELTABLE, each acknowledged.
         assert_eq!(batch.pending_len(), 2);
-        let rules = [ServiceRule {
+        let mut rules = [ServiceRule {
             cluster_ip: Ipv4Addr::new(10, 74, 0, 10),
             port: 80,
+            node_port: None,
             endpoints: vec![
                 SocketAddrV4::new(Ipv4Addr::new(10, 73, 0, 2), 8080),
                 SocketAddrV4::new(Ipv4Addr::new(10, 73, 0, 3), 8080),
             ],
         }];
-        // 3 table ops, 3 hooked chains, svc0, 2 dispatch rules, 2 endpoint rules, masquerade.
-        assert_eq!(batch_len(&rules), 12);
+        // 3 table ops, 3 hooked chains, svc0, 2 dispatch rules, 2 endpoint rules, 2 masquerades.
+        assert_eq!(batch_len(&rules), 13);
+        // A node port adds its dispatch rule to both hooked chains.
+        rules[0].node_port = Some(30080);
+        assert_eq!(batch_len(&rules), 15);
+        assert_eq!(
+            names(&dispatch_node_port(30080, "svc0")),
+            ["fib", "cmp", "meta", "cmp", "payload", "cmp", "immediate"]
+        );
     }
 
     fn batch_len(rules: &[ServiceRule]) -> usize {
