@@ -71,6 +71,8 @@ const NFT_CT_STATUS: u32 = 2;
 /// `IPS_DST_NAT` in the conntrack status bits.
 const IPS_DST_NAT: u32 = 1 << 5;
 const IPPROTO_TCP: u8 = 6;
+const NFTA_MASQ_FLAGS: u16 = 1;
+const NF_NAT_RANGE_PROTO_RANDOM_FULLY: u32 = 1 << 4;
 const NFTA_FIB_DREG: u16 = 1;
 const NFTA_FIB_RESULT: u16 = 2;
 const NFTA_FIB_FLAGS: u16 = 3;
@@ -345,7 +347,13 @@ fn masquerade_translated(bridge: &str, cidr: super::PodCidr) -> Vec<u8> {
     put_nested(&mut bitwise, NFTA_BITWISE_XOR, &data_value(&[0; 4]));
     put_expr(&mut exprs, "bitwise", &bitwise);
     cmp(&mut exprs, NFT_CMP_NEQ, &0u32.to_ne_bytes());
-    put_expr(&mut exprs, "masq", &[]);
+    // Source ports chosen at random: keeping the client's port (the default) makes the new
+    // 4-tuple collide with the endpoint's TIME_WAIT of an earlier connection, and the SYN waits
+    // a second for its retransmission (kube-proxy's `masquerade fully-random`, for the same
+    // reason).
+    let mut masq = Vec::new();
+    put_u32(&mut masq, NFTA_MASQ_FLAGS, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
+    put_expr(&mut exprs, "masq", &masq);
     exprs
 }
 
