@@ -9,9 +9,9 @@
 //!
 //! - [`catalog`]: the current Services and Endpoints, kept from a store watch and published to
 //!   every consumer on each change.
-//! - [`proxy`]: [`Proxy`] hands cluster IPs and node ports to the [`KernelServices`] data path
-//!   when it has one that works, listens on whatever is left and copies each accepted
-//!   connection to a ready endpoint chosen round-robin.
+//! - [`proxy`]: [`Proxy`] hands cluster IPs to the [`KernelServices`] data path when it has
+//!   one that works, listens on the rest (node ports) and copies each accepted connection to a
+//!   ready endpoint chosen round-robin.
 //! - [`addresses`]: how cluster IPs become local addresses: the `berth-svc` dummy link
 //!   ([`DummyLink`], rtnetlink), or nothing ([`NoAddresses`], for loopback addresses in tests).
 //! - [`hostport`]: pods' `hostPort`s published on the node by the same proxy loop, clashes
@@ -22,9 +22,9 @@
 //! Why the kernel for Service addresses: measured side by side (`bench/service.sh`, 16
 //! concurrent short HTTP connections, 2 cores), the userspace copy reached 0.41–0.65× a direct
 //! connection's throughput, the DNAT path 0.95–0.96×. The proxy stays for host ports, for node
-//! ports when they listen on one address only, and as the fallback when the kernel refuses
-//! the nf_tables table; unlike DNAT it retries an endpoint that refuses (a pod just killed),
-//! so with DNAT such connections fail until the endpoint leaves the Endpoints.
+//! ports (the kernel can carry them, `ProxyConfig::node_ports_in_kernel`, but a scale-down
+//! under load lost a request that way where the proxy retries the next endpoint), and as the
+//! fallback when the kernel refuses the nf_tables table.
 //!
 //! Wiring in the daemon:
 //!

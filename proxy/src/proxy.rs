@@ -1,7 +1,8 @@
 //! The userspace service proxy, as kube-proxy's old `userspace` mode: one listener per Service
 //! port, and each accepted connection copied to one of the Service's ready endpoints. With a
-//! [`KernelServices`] data path that works, cluster IPs and (when they listen on every address)
-//! node ports are left to it, their rules replaced as a whole on every change.
+//! [`KernelServices`] data path that works, cluster IPs (and, with `node_ports_in_kernel`, node
+//! ports listening on every address) are left to it, their rules replaced as a whole on every
+//! change.
 //!
 //! - **Listeners.** For every TCP port of a `ClusterIP`/`NodePort` Service that holds its
 //!   cluster IP (see `berth_controller::service::holds_cluster_ip`), a listener on
@@ -79,8 +80,12 @@ pub struct ProxyConfig {
     pub addresses: Arc<dyn ClusterAddresses>,
     /// How long to wait for a backend to accept before trying the next.
     pub connect_timeout: Duration,
-    /// Translate cluster IPs in the kernel instead of proxying them (node ports stay proxied).
+    /// Translate cluster IPs in the kernel instead of proxying them.
     pub kernel: Option<Arc<dyn KernelServices>>,
+    /// Node ports in the kernel too (when they listen on every address). Off by default: under
+    /// the full test suite's load, a scale-down through a kernel node port lost a request to a
+    /// connect timeout (see `tests/services_e2e.rs`), where the proxy retries the next endpoint.
+    pub node_ports_in_kernel: bool,
 }
 
 impl ProxyConfig {
@@ -90,6 +95,7 @@ impl ProxyConfig {
             addresses,
             connect_timeout: Duration::from_secs(3),
             kernel: None,
+            node_ports_in_kernel: false,
         }
     }
 
@@ -320,7 +326,8 @@ impl Proxy {
         let Some(kernel) = self.config.kernel.clone() else {
             return HashSet::new();
         };
-        let all_addresses = self.config.node_address.is_unspecified();
+        let all_addresses =
+            self.config.node_ports_in_kernel && self.config.node_address.is_unspecified();
         let mut carried = HashSet::new();
         let mut rules: Vec<ClusterRule> = Vec::new();
         for (address, want) in wanted.iter().filter(|(_, want)| want.cluster_ip) {
