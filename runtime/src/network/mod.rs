@@ -56,7 +56,7 @@ use sha2::{Digest, Sha256};
 pub use cidr::{InvalidCidr, PodCidr};
 pub use ipam::Ipam;
 pub use nat::{MASQUERADE_CHAIN, ensure_masquerade, masquerade_table, remove_masquerade};
-pub use services::{ServiceRule, services_table, sync_services};
+pub use services::{ServiceRule, remove_services, services_table, sync_services};
 
 pub type Result<T, E = NetworkError> = std::result::Result<T, E>;
 
@@ -389,14 +389,15 @@ pub fn reconcile(
     })
 }
 
-/// Delete the bridge `name` if it exists (the host veths on it stay, detached) and its
-/// masquerade table; returns whether the bridge existed. For tests and `berth` teardown;
+/// Delete the bridge `name` if it exists (the host veths on it stay, detached), its masquerade
+/// table and its Services' table; returns whether the bridge existed. For tests and `berth` teardown;
 /// sandboxes recreate it on first use.
 pub fn delete_bridge(name: &str) -> Result<bool> {
     let deleted = netlink::run(None, |handle| async move {
         netlink::delete_link(&handle, name, None).await
     })?;
     remove_masquerade(name)?;
+    remove_services(name)?;
     Ok(deleted)
 }
 

@@ -136,6 +136,19 @@ pub fn sync_services(bridge: &str, cidr: super::PodCidr, rules: &[ServiceRule]) 
     })
 }
 
+/// Deletes the Services' table of `bridge`, if there is one; idempotent.
+pub fn remove_services(bridge: &str) -> Result<()> {
+    let table = services_table(bridge);
+    let mut batch = Batch::new();
+    batch.push(NFT_MSG_NEWTABLE, NLM_F_CREATE, &table_attrs(&table));
+    batch.push(NFT_MSG_DELTABLE, 0, &table_attrs(&table));
+    batch.send().map_err(|source| NetworkError::Nftables {
+        op: "delete service table",
+        table,
+        source,
+    })
+}
+
 fn batch(table: &str, bridge: &str, cidr: super::PodCidr, rules: &[ServiceRule]) -> Batch {
     let mut batch = Batch::new();
     // Create-if-absent then delete, so the delete cannot fail; then build it anew.
