@@ -422,9 +422,7 @@ impl Core {
         writer: &mut MutexGuard<'_, Writer>,
         ops: Vec<Op>,
     ) -> Result<Vec<Result<Outcome>>> {
-        let txn = self.begin_write()?;
-        let (results, events, revision) = {
-            let mut tx = Txn::open(&txn, &self.path)?;
+        self.transact(writer, |tx| {
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
                 match tx.apply(op) {
@@ -432,16 +430,8 @@ impl Core {
                     result => results.push(result),
                 }
             }
-            tx.finish()?;
-            (results, std::mem::take(&mut tx.events), tx.revision)
-        };
-        if events.is_empty() {
-            txn.abort().map_err(db(&self.path, "abort"))?;
-            return Ok(results);
-        }
-        txn.commit().map_err(db(&self.path, "commit"))?;
-        self.publish(writer, revision, events);
-        Ok(results)
+            Ok(results)
+        })
     }
 
     fn write_locked(
@@ -449,23 +439,32 @@ impl Core {
         writer: &mut MutexGuard<'_, Writer>,
         ops: Vec<Op>,
     ) -> Result<Vec<Outcome>> {
+        self.transact(writer, |tx| {
+            ops.into_iter().map(|op| tx.apply(op)).collect()
+        })
+    }
+
+    /// One write transaction around `apply`: committed (and its events published) when it
+    /// changed something, aborted when it changed nothing or failed.
+    fn transact<T>(
+        &self,
+        writer: &mut MutexGuard<'_, Writer>,
+        apply: impl FnOnce(&mut Txn<'_>) -> Result<T>,
+    ) -> Result<T> {
         let txn = self.begin_write()?;
-        let (outcomes, events, revision) = {
+        let (value, events, revision) = {
             let mut tx = Txn::open(&txn, &self.path)?;
-            let outcomes = ops
-                .into_iter()
-                .map(|op| tx.apply(op))
-                .collect::<Result<Vec<_>>>()?;
+            let value = apply(&mut tx)?;
             tx.finish()?;
-            (outcomes, std::mem::take(&mut tx.events), tx.revision)
+            (value, std::mem::take(&mut tx.events), tx.revision)
         };
         if events.is_empty() {
             txn.abort().map_err(db(&self.path, "abort"))?;
-            return Ok(outcomes);
+            return Ok(value);
         }
         txn.commit().map_err(db(&self.path, "commit"))?;
         self.publish(writer, revision, events);
-        Ok(outcomes)
+        Ok(value)
     }
 
     /// After a commit: the new revision, and its events to the live feed in order.

@@ -132,15 +132,18 @@ pub fn ensure_masquerade(config: &NetworkConfig) -> Result<()> {
 
 /// Deletes the masquerade table of `bridge`, if there is one; idempotent.
 pub fn remove_masquerade(bridge: &str) -> Result<()> {
-    let table = masquerade_table(bridge);
+    delete_table(masquerade_table(bridge), "delete masquerade table")
+}
+
+/// Deletes `table` (family `ip`) if it exists: created-if-absent then deleted, in one
+/// transaction, so that a missing table is not an error.
+pub(super) fn delete_table(table: String, op: &'static str) -> Result<()> {
     let mut batch = Batch::new();
     batch.push(NFT_MSG_NEWTABLE, NLM_F_CREATE, &table_attrs(&table));
     batch.push(NFT_MSG_DELTABLE, 0, &table_attrs(&table));
-    batch.send().map_err(|source| NetworkError::Nftables {
-        op: "delete masquerade table",
-        table,
-        source,
-    })
+    batch
+        .send()
+        .map_err(|source| NetworkError::Nftables { op, table, source })
 }
 
 pub(super) fn table_attrs(table: &str) -> Vec<u8> {

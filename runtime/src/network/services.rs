@@ -138,15 +138,7 @@ pub fn sync_services(bridge: &str, cidr: super::PodCidr, rules: &[ServiceRule]) 
 
 /// Deletes the Services' table of `bridge`, if there is one; idempotent.
 pub fn remove_services(bridge: &str) -> Result<()> {
-    let table = services_table(bridge);
-    let mut batch = Batch::new();
-    batch.push(NFT_MSG_NEWTABLE, NLM_F_CREATE, &table_attrs(&table));
-    batch.push(NFT_MSG_DELTABLE, 0, &table_attrs(&table));
-    batch.send().map_err(|source| NetworkError::Nftables {
-        op: "delete service table",
-        table,
-        source,
-    })
+    super::nat::delete_table(services_table(bridge), "delete service table")
 }
 
 fn batch(table: &str, bridge: &str, cidr: super::PodCidr, rules: &[ServiceRule]) -> Batch {
