@@ -228,6 +228,37 @@ fn sandboxes_get_addresses_reach_each_other_and_release_them(fx: &Fixture) {
     assert!(!network::link_exists(&b_veth).unwrap());
 }
 
+/// Deleting a sandbox leaves its veth pair to the kernel's teardown of the namespace; when
+/// something still holds the namespace open, the pair is deleted directly after the grace,
+/// and in both cases the address goes back only once the pair is gone.
+fn deleting_a_sandbox_removes_its_pair_whether_or_not_the_namespace_dies(fx: &Fixture) {
+    let n = octet();
+    let cidr = format!("10.196.{n}.0/24");
+    let runtime = fx.runtime("d", &cidr);
+    let ipam = Ipam::new(&runtime.config().root, runtime.config().network.cidr);
+
+    let dying = fx.sandbox(&runtime, "dying", SandboxNetwork::New).expect("dying");
+    let veth = dying.host_veth();
+    drop(dying);
+    assert!(!network::link_exists(&veth).unwrap());
+    assert!(address_files(&ipam).is_empty());
+
+    let held = fx.sandbox(&runtime, "held", SandboxNetwork::New).expect("held");
+    let veth = held.host_veth();
+    let net = held.sandbox.net.clone().expect("own netns");
+    // An open fd keeps the namespace, and with it the pair, alive past the unmount.
+    let holder = std::fs::File::open(&net).expect("open netns");
+    let started = std::time::Instant::now();
+    drop(held);
+    assert!(
+        started.elapsed() >= berth_runtime::sandbox::NETNS_TEARDOWN_GRACE,
+        "waited for the teardown first"
+    );
+    assert!(!network::link_exists(&veth).unwrap());
+    assert!(address_files(&ipam).is_empty());
+    drop(holder);
+}
+
 fn reconcile_cleans_up_after_a_crash(fx: &Fixture) {
     let n = octet();
     let runtime = fx.runtime("c", &format!("10.198.{n}.0/24"));
@@ -321,14 +352,12 @@ fn a_failed_attach_removes_its_veth_and_address_and_spares_other_runtimes(fx: &F
         .sandbox(&runtime, "kept", SandboxNetwork::New)
         .expect("kept");
 
-    // A "namespace" that is a plain file: the veth is made, moving its peer fails.
+    // A "namespace" that is a plain file: the kernel refuses the veth pair whose sandbox end
+    // would be born there, and the address taken for it goes back.
     let not_a_netns = fx.dir.path().join("not-a-netns");
     std::fs::write(&not_a_netns, "").unwrap();
     let err = network::attach(config, root, "doomed", &not_a_netns).unwrap_err();
-    assert!(
-        err.to_string().contains("move into the sandbox namespace"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("create veth pair"), "{err}");
     assert!(!network::link_exists(&network::host_veth_name(config, root, "doomed")).unwrap());
     assert_eq!(address_files(&ipam), [(kept.ip(), kept.id().to_string())]);
     // Detaching what is not there is fine.
@@ -467,6 +496,10 @@ fn main() {
         (
             "sandboxes_get_addresses_reach_each_other_and_release_them",
             sandboxes_get_addresses_reach_each_other_and_release_them,
+        ),
+        (
+            "deleting_a_sandbox_removes_its_pair_whether_or_not_the_namespace_dies",
+            deleting_a_sandbox_removes_its_pair_whether_or_not_the_namespace_dies,
         ),
         (
             "reconcile_cleans_up_after_a_crash",
