@@ -5,6 +5,7 @@
 //! [`probe`], and [`status`] turns container states into a Kubernetes `PodStatus`. [`node`] is
 //! the loop over the store that runs a worker per pod and writes their statuses and events back.
 
+pub mod drain;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod node;

@@ -77,6 +77,7 @@ impl Fixture {
             clock: Clock::default(),
             pids_limit: None,
             volumes: Arc::new(Volumes::new(self.dir.path().join("pods"))),
+            drain: Arc::new(berth_agent::drain::NoTraffic),
         }
     }
 }

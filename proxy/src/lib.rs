@@ -9,9 +9,10 @@
 //!
 //! - [`catalog`]: the current Services and Endpoints, kept from a store watch and published to
 //!   every consumer on each change.
-//! - [`proxy`]: [`Proxy`] hands cluster IPs to the [`KernelServices`] data path when it has
-//!   one that works, listens on the rest (node ports) and copies each accepted connection to a
-//!   ready endpoint chosen round-robin.
+//! - [`proxy`]: [`Proxy`] hands cluster IPs and node ports to the [`KernelServices`] data path
+//!   when it has one that works, listens on the rest and copies each accepted connection to a
+//!   ready endpoint chosen round-robin; its [`Drain`] tells a terminating pod when no new
+//!   connection goes to it any more.
 //! - [`addresses`]: how cluster IPs become local addresses: the `berth-svc` dummy link
 //!   ([`DummyLink`], rtnetlink), or nothing ([`NoAddresses`], for loopback addresses in tests).
 //! - [`hostport`]: pods' `hostPort`s published on the node by the same proxy loop, clashes
@@ -21,10 +22,11 @@
 //!
 //! Why the kernel for Service addresses: measured side by side (`bench/service.sh`, 16
 //! concurrent short HTTP connections, 2 cores), the userspace copy reached 0.41–0.65× a direct
-//! connection's throughput, the DNAT path 0.95–0.96×. The proxy stays for host ports, for node
-//! ports (the kernel can carry them, `ProxyConfig::node_ports_in_kernel`, but a scale-down
-//! under load lost a request that way where the proxy retries the next endpoint), and as the
-//! fallback when the kernel refuses the nf_tables table.
+//! connection's throughput, the DNAT path 0.95–0.99×. DNAT cannot retry another endpoint the
+//! way the proxy did when one refuses, so a pod being deleted first waits for [`Drain`] (the
+//! agent does that before its preStop hooks and SIGTERM). The proxy stays for host ports, for
+//! node ports bound to one address, and as the fallback when the kernel refuses the nf_tables
+//! table.
 //!
 //! Wiring in the daemon:
 //!
@@ -56,4 +58,4 @@ pub mod proxy;
 pub use addresses::{AddressError, ClusterAddresses, DummyLink, NoAddresses};
 pub use catalog::{Catalog, HostPort, HostPortPod, Snapshot};
 pub use dns::{Dns, DnsConfig};
-pub use proxy::{ClusterRule, KernelServices, Proxy, ProxyConfig};
+pub use proxy::{ClusterRule, Drain, KernelServices, Proxy, ProxyConfig};

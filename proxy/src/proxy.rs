@@ -1,8 +1,9 @@
 //! The userspace service proxy, as kube-proxy's old `userspace` mode: one listener per Service
 //! port, and each accepted connection copied to one of the Service's ready endpoints. With a
-//! [`KernelServices`] data path that works, cluster IPs (and, with `node_ports_in_kernel`, node
-//! ports listening on every address) are left to it, their rules replaced as a whole on every
-//! change.
+//! [`KernelServices`] data path that works, cluster IPs and node ports listening on every
+//! address (unless `node_ports_in_kernel` is off) are left to it, their rules replaced as a
+//! whole on every change. [`Drain`] tells when an address no longer gets new connections
+//! either way.
 //!
 //! - **Listeners.** For every TCP port of a `ClusterIP`/`NodePort` Service that holds its
 //!   cluster IP (see `berth_controller::service::holds_cluster_ip`), a listener on
@@ -40,6 +41,7 @@ use berth_controller::{Clock, service as services};
 use berth_store::RedbStore;
 use tokio::{
     net::{TcpListener, TcpStream},
+    sync::watch,
     task::JoinHandle,
 };
 
@@ -82,9 +84,8 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Translate cluster IPs in the kernel instead of proxying them.
     pub kernel: Option<Arc<dyn KernelServices>>,
-    /// Node ports in the kernel too (when they listen on every address). Off by default: under
-    /// the full test suite's load, a scale-down through a kernel node port lost a request to a
-    /// connect timeout (see `tests/services_e2e.rs`), where the proxy retries the next endpoint.
+    /// Node ports in the kernel too (when they listen on every address); on by default. Off,
+    /// they are proxied in userspace, which retries the next endpoint when one refuses.
     pub node_ports_in_kernel: bool,
 }
 
@@ -95,7 +96,7 @@ impl ProxyConfig {
             addresses,
             connect_timeout: Duration::from_secs(3),
             kernel: None,
-            node_ports_in_kernel: false,
+            node_ports_in_kernel: true,
         }
     }
 
@@ -158,6 +159,24 @@ pub struct Proxy {
     /// The rules the kernel data path holds, when its last sync worked.
     kernel_rules: Option<Vec<ClusterRule>>,
     kernel_failure_logged: bool,
+    /// The endpoint addresses new connections may go to now, for [`Drain`].
+    in_effect: watch::Sender<Arc<HashSet<IpAddr>>>,
+}
+
+/// Tells when the proxy no longer sends new connections to an address: what a terminating
+/// pod waits for before its containers are stopped (`berth_agent::drain`).
+#[derive(Clone)]
+pub struct Drain {
+    in_effect: watch::Receiver<Arc<HashSet<IpAddr>>>,
+}
+
+impl Drain {
+    /// Resolves once no Service port of the proxy (listener or kernel rule) has `ip` among its
+    /// backends: at once when it has none, and when the proxy has stopped.
+    pub async fn drained(&self, ip: IpAddr) {
+        let mut in_effect = self.in_effect.clone();
+        let _ = in_effect.wait_for(|ips| !ips.contains(&ip)).await;
+    }
 }
 
 impl Proxy {
@@ -171,6 +190,14 @@ impl Proxy {
             host_ports: HostPorts::default(),
             kernel_rules: None,
             kernel_failure_logged: false,
+            in_effect: watch::Sender::new(Arc::default()),
+        }
+    }
+
+    /// A handle that tells when an address no longer receives new connections.
+    pub fn drain(&self) -> Drain {
+        Drain {
+            in_effect: self.in_effect.subscribe(),
         }
     }
 
@@ -223,6 +250,25 @@ impl Proxy {
 
         // Cluster IPs (and node ports) in the kernel, if it can; else they get listeners below.
         let in_kernel = self.sync_kernel(&wanted).await;
+        // Listeners use the new backends from the next connection on, the kernel from its sync.
+        let in_effect: HashSet<IpAddr> = self
+            .backends
+            .values()
+            .flat_map(|backends| {
+                backends
+                    .snapshot()
+                    .iter()
+                    .map(SocketAddr::ip)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        self.in_effect.send_if_modified(|current| {
+            let changed = **current != in_effect;
+            if changed {
+                *current = Arc::new(in_effect);
+            }
+            changed
+        });
 
         // Close what is no longer wanted (established connections are tasks of their own).
         let closed: Vec<SocketAddr> = self

@@ -404,3 +404,65 @@ async fn cluster_ips_go_to_the_kernel_data_path_and_back_to_listeners_when_it_fa
         "the last sync empties the kernel's rules"
     );
 }
+
+#[tokio::test]
+async fn drain_resolves_once_no_service_sends_new_connections_to_the_address() {
+    let net = network(4);
+    let (cluster, a, b) = (ip(net, 1), ip(net, 10), ip(net, 11));
+    let store = RedbStore::open_in_memory(Options::default()).unwrap();
+    store.create(service("web", cluster, 8080)).await.unwrap();
+    store.create(endpoints("web", &[a, b], 8000)).await.unwrap();
+    let kernel = Arc::new(FakeKernel::default());
+    kernel
+        .working
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let proxy =
+        Proxy::new(ProxyConfig::new(Arc::new(NoAddresses)).with_kernel_data_path(kernel.clone()));
+    let drain = proxy.drain();
+    let catalog = Catalog::spawn(store.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(proxy.run(store.clone(), catalog, async {
+        let _ = stopped.await;
+    }));
+    eventually("the kernel gets both endpoints", || async {
+        kernel
+            .synced
+            .lock()
+            .unwrap()
+            .last()
+            .is_some_and(|rules| rules.len() == 1 && rules[0].endpoints.len() == 2)
+    })
+    .await;
+
+    // An address no Service sends to is drained at once; an endpoint is not.
+    let never = ip(net, 99);
+    tokio::time::timeout(Duration::from_secs(1), drain.drained(never))
+        .await
+        .expect("an address that never was an endpoint is drained at once");
+    let waiting = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.drained(a).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "a is still an endpoint");
+
+    // The Endpoints lose a: drained resolves, and by then the kernel's rule has only b.
+    let stored: Endpoints = store.get_as(Some("default"), "web").await.unwrap();
+    let mut changed = endpoints("web", &[b], 8000);
+    changed.metadata = stored.metadata;
+    store.update(changed).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("drained after the endpoint left")
+        .unwrap();
+    let rules = kernel.synced.lock().unwrap().last().cloned().unwrap();
+    let IpAddr::V4(b4) = b else { unreachable!() };
+    assert_eq!(rules[0].endpoints, [std::net::SocketAddrV4::new(b4, 8000)]);
+
+    // A stopped proxy sends nothing anywhere.
+    let _ = stop.send(());
+    task.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(1), drain.drained(b))
+        .await
+        .expect("drained once the proxy stopped");
+}

@@ -237,13 +237,17 @@ fn deleting_a_sandbox_removes_its_pair_whether_or_not_the_namespace_dies(fx: &Fi
     let runtime = fx.runtime("d", &cidr);
     let ipam = Ipam::new(&runtime.config().root, runtime.config().network.cidr);
 
-    let dying = fx.sandbox(&runtime, "dying", SandboxNetwork::New).expect("dying");
+    let dying = fx
+        .sandbox(&runtime, "dying", SandboxNetwork::New)
+        .expect("dying");
     let veth = dying.host_veth();
     drop(dying);
     assert!(!network::link_exists(&veth).unwrap());
     assert!(address_files(&ipam).is_empty());
 
-    let held = fx.sandbox(&runtime, "held", SandboxNetwork::New).expect("held");
+    let held = fx
+        .sandbox(&runtime, "held", SandboxNetwork::New)
+        .expect("held");
     let veth = held.host_veth();
     let net = held.sandbox.net.clone().expect("own netns");
     // An open fd keeps the namespace, and with it the pair, alive past the unmount.

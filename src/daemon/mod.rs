@@ -196,8 +196,9 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         ),
     ));
 
-    // Services: cluster IPs translated to ready endpoints by the kernel (nf_tables DNAT), node
-    // ports proxied to them, and cluster DNS on the pods' gateway.
+    // Services: cluster IPs and node ports translated to ready endpoints by the kernel
+    // (nf_tables DNAT), and cluster DNS on the pods' gateway. Terminating pods wait for the
+    // proxy to let go of them before they are stopped.
     let catalog = Catalog::spawn(store.clone());
     let kernel = Arc::new(NftServices {
         bridge: config.network.bridge.clone(),
@@ -205,6 +206,7 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     });
     let proxy =
         Proxy::new(ProxyConfig::new(Arc::new(DummyLink::default())).with_kernel_data_path(kernel));
+    let drain = Arc::new(ProxyDrain(proxy.drain()));
     tasks.spawn(proxy.run(store.clone(), catalog.clone(), shutdown.clone().wait()));
     match Dns::bind(DnsConfig::from_resolv_conf(dns_addr), catalog).await {
         Ok(dns) => {
@@ -221,6 +223,7 @@ async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         clock: Clock::default(),
         pids_limit: Some(PIDS_LIMIT),
         volumes: Arc::new(Volumes::new(config.root.join("pods"))),
+        drain,
     };
     let node = Node::new(store.clone(), worker_context, NodeConfig::default());
     tasks.spawn(node.run(shutdown.clone().wait()));
@@ -318,6 +321,17 @@ fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
         path.display()
     );
     Ok(token)
+}
+
+/// The agent's view of the Service proxy: when a terminating pod's address gets no new
+/// connections any more.
+struct ProxyDrain(berth_proxy::Drain);
+
+#[async_trait::async_trait]
+impl berth_agent::drain::TrafficDrain for ProxyDrain {
+    async fn drained(&self, ip: std::net::IpAddr) {
+        self.0.drained(ip).await;
+    }
 }
 
 /// The Services' kernel data path: an nf_tables table per bridge

@@ -96,6 +96,73 @@ pub(crate) fn with_status_of(mut target: Value, source: &Value) -> Value {
     target
 }
 
+/// What the server allocated that an update or apply leaving it out keeps, as Kubernetes'
+/// Service storage does (`patchAllocatedValues`): a Service's `clusterIP`/`clusterIPs` while it
+/// still is of a type with a cluster IP, and the `nodePort` of each port (matched by port and
+/// protocol) while it still is of a type with node ports. Re-applying a manifest that never
+/// named them must not take a Service's address away, not even for the moment until the
+/// Service controller would give it back: for that moment its traffic has nowhere to go.
+pub(crate) fn keep_allocated(kind: &str, new: &mut Value, old: &Value) {
+    if kind != "Service" {
+        return;
+    }
+    let (Some(new_spec), Some(old_spec)) = (
+        new.get_mut("spec").and_then(Value::as_object_mut),
+        old.get("spec").and_then(Value::as_object),
+    ) else {
+        return;
+    };
+    let service_type = new_spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_owned();
+    let unset = |value: Option<&Value>| match value {
+        None | Some(Value::Null) => true,
+        Some(Value::String(text)) => text.is_empty(),
+        Some(Value::Array(items)) => items.is_empty(),
+        Some(_) => false,
+    };
+    if service_type != "ExternalName" && unset(new_spec.get("clusterIP")) {
+        for field in ["clusterIP", "clusterIPs"] {
+            if let Some(value) = old_spec.get(field).filter(|v| !unset(Some(v))) {
+                new_spec.insert(field.to_owned(), value.clone());
+            }
+        }
+    }
+    if !matches!(service_type.as_str(), "NodePort" | "LoadBalancer") {
+        return;
+    }
+    let port_key = |port: &Value| {
+        (
+            port.get("port").and_then(Value::as_i64),
+            port.get("protocol")
+                .and_then(Value::as_str)
+                .unwrap_or("TCP")
+                .to_owned(),
+        )
+    };
+    let old_ports = old_spec.get("ports").and_then(Value::as_array);
+    let Some(new_ports) = new_spec.get_mut("ports").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for port in new_ports.iter_mut() {
+        if !unset(port.get("nodePort")) && port.get("nodePort") != Some(&Value::from(0)) {
+            continue;
+        }
+        let key = port_key(port);
+        let kept = old_ports
+            .into_iter()
+            .flatten()
+            .find(|old| port_key(old) == key)
+            .and_then(|old| old.get("nodePort"))
+            .filter(|node_port| node_port.as_i64().is_some_and(|n| n > 0));
+        if let (Some(node_port), Some(fields)) = (kept, port.as_object_mut()) {
+            fields.insert("nodePort".to_owned(), node_port.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +211,53 @@ mod tests {
         let swapped = with_status_of(b.clone(), &a);
         assert_eq!(swapped["status"]["phase"], "Running");
         assert_eq!(with_status_of(a, &b).get("status"), None);
+    }
+
+    #[test]
+    fn services_keep_what_the_server_allocated_unless_given_or_no_longer_theirs() {
+        let old = serde_json::json!({"spec": {
+            "type": "NodePort",
+            "clusterIP": "10.74.0.9",
+            "clusterIPs": ["10.74.0.9"],
+            "ports": [
+                {"port": 80, "nodePort": 30080},
+                {"port": 53, "protocol": "UDP", "nodePort": 30053},
+            ],
+        }});
+        // Left out: kept, each node port by port and protocol.
+        let mut new = serde_json::json!({"spec": {
+            "type": "NodePort",
+            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 80}, {"port": 81}],
+        }});
+        keep_allocated("Service", &mut new, &old);
+        assert_eq!(new["spec"]["clusterIP"], "10.74.0.9");
+        assert_eq!(new["spec"]["clusterIPs"], serde_json::json!(["10.74.0.9"]));
+        assert_eq!(new["spec"]["ports"][0]["nodePort"], 30053);
+        assert_eq!(new["spec"]["ports"][1]["nodePort"], 30080);
+        assert!(new["spec"]["ports"][2].get("nodePort").is_none());
+
+        // Given: the user's values win.
+        let mut new = serde_json::json!({"spec": {
+            "type": "NodePort", "clusterIP": "10.74.0.7",
+            "ports": [{"port": 80, "nodePort": 30099}],
+        }});
+        keep_allocated("Service", &mut new, &old);
+        assert_eq!(new["spec"]["clusterIP"], "10.74.0.7");
+        assert!(new["spec"].get("clusterIPs").is_none());
+        assert_eq!(new["spec"]["ports"][0]["nodePort"], 30099);
+
+        // No longer a NodePort: the address stays, the node ports go.
+        let mut new = serde_json::json!({"spec": {"ports": [{"port": 80}]}});
+        keep_allocated("Service", &mut new, &old);
+        assert_eq!(new["spec"]["clusterIP"], "10.74.0.9");
+        assert!(new["spec"]["ports"][0].get("nodePort").is_none());
+
+        // ExternalName has no address; other kinds are left alone.
+        let mut new = serde_json::json!({"spec": {"type": "ExternalName", "externalName": "x"}});
+        keep_allocated("Service", &mut new, &old);
+        assert!(new["spec"].get("clusterIP").is_none());
+        let mut new = serde_json::json!({"spec": {"ports": [{"port": 80}]}});
+        keep_allocated("Endpoints", &mut new, &old);
+        assert!(new["spec"].get("clusterIP").is_none());
     }
 }

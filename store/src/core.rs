@@ -901,7 +901,8 @@ impl<'t> Txn<'t> {
                 codec::with_status_of(old_value.clone(), &codec::to_value(&incoming)?)
             }
             Merge::Update | Merge::Apply => {
-                let value = codec::to_value(&incoming)?;
+                let mut value = codec::to_value(&incoming)?;
+                codec::keep_allocated(kind, &mut value, &old_value);
                 if codec::has_status(kind) {
                     codec::with_status_of(value, &old_value)
                 } else {

@@ -45,6 +45,7 @@ fn ctx(rt: &FakeRuntime) -> WorkerContext {
         clock: Clock::starting_at("2026-01-01T00:00:00Z".parse().unwrap()),
         pids_limit: None,
         volumes: Arc::new(Volumes::new(std::env::temp_dir().join("berth-node-tests"))),
+        drain: Arc::new(crate::drain::NoTraffic),
     }
 }
 

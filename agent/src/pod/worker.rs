@@ -28,6 +28,7 @@
 //! grace period), stops it (SIGTERM, SIGKILL once the rest of the grace is up), deletes every
 //! container and then the sandbox. It is idempotent.
 
+use crate::drain::{DRAIN_WAIT, TrafficDrain};
 use crate::error_chain;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -162,6 +163,8 @@ pub struct WorkerContext {
     pub pids_limit: Option<u64>,
     /// Where pods' volumes are prepared.
     pub volumes: Arc<super::volumes::Volumes>,
+    /// The Service data path a terminating pod waits to be out of ([`crate::drain`]).
+    pub drain: Arc<dyn TrafficDrain>,
 }
 
 /// `Normal` or `Warning`, as Kubernetes events are typed.
@@ -1481,6 +1484,8 @@ impl Run {
                 probes.stop().await;
             }
         }
+        // The wait counts against the grace period, as the preStop hooks do.
+        let grace = grace.saturating_sub(self.drain(grace).await);
         let mut stops = Vec::new();
         for index in 0..self.slots.len() {
             let container = self.slots[index].container.clone();
@@ -1536,6 +1541,24 @@ impl Run {
         }
         self.publish();
         self.set_stage(PodStage::Terminated);
+    }
+
+    /// Waits (bounded by [`DRAIN_WAIT`] and `grace`) until the Service data path sends no new
+    /// connection to the pod's address, so that none reaches a container being stopped.
+    /// Returns how long it waited.
+    async fn drain(&self, grace: Duration) -> Duration {
+        let Some(ip) = self.sandbox.as_ref().and_then(|sandbox| sandbox.ip) else {
+            return Duration::ZERO;
+        };
+        let begun = tokio::time::Instant::now();
+        let limit = grace.min(DRAIN_WAIT);
+        if tokio::time::timeout(limit, self.ctx.drain.drained(ip))
+            .await
+            .is_err()
+        {
+            warn!(%ip, waited = %GoDuration(limit), "Services still route to the pod; stopping it anyway");
+        }
+        begun.elapsed()
     }
 
     /// preStop, then stop with what is left of the grace period; the exit once stopped.

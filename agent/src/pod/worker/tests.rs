@@ -5,6 +5,7 @@ use berth_api::core_v1::{
 };
 
 use super::*;
+use crate::drain::NoTraffic;
 use crate::pod::volumes::Volumes;
 use crate::{
     pod::spec::FakeConfigSource,
@@ -76,6 +77,15 @@ impl Harness {
 
     /// Starts the worker, adopting what `adoption` found when given.
     fn start_with(rt: &FakeRuntime, pod: Pod, adoption: Option<Adoption>) -> Self {
+        Self::start_full(rt, pod, adoption, Arc::new(NoTraffic))
+    }
+
+    fn start_full(
+        rt: &FakeRuntime,
+        pod: Pod,
+        adoption: Option<Adoption>,
+        drain: Arc<dyn TrafficDrain>,
+    ) -> Self {
         let runtime: Arc<dyn ContainerRuntime> = Arc::new(rt.clone());
         let ctx = WorkerContext {
             runtime: runtime.clone(),
@@ -87,6 +97,7 @@ impl Harness {
             volumes: Arc::new(Volumes::new(
                 std::env::temp_dir().join("berth-worker-tests"),
             )),
+            drain,
         };
         let (status_tx, status) = watch::channel(PodStatus::default());
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -452,6 +463,86 @@ async fn pre_stop_runs_first_and_counts_against_the_grace_period() {
     let terminated = h.container("app").state.unwrap().terminated.unwrap();
     assert_eq!(terminated.exit_code, 137);
     assert_eq!(h.reasons().iter().filter(|r| **r == "Killing").count(), 2);
+}
+
+/// A Service data path that lets go of an address after `after`, or never (`None`); records
+/// which addresses it was asked about.
+struct SlowDrain {
+    after: Option<Duration>,
+    asked: std::sync::Mutex<Vec<std::net::IpAddr>>,
+}
+
+#[async_trait::async_trait]
+impl TrafficDrain for SlowDrain {
+    async fn drained(&self, ip: std::net::IpAddr) {
+        self.asked.lock().unwrap().push(ip);
+        match self.after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// When (since `begun`) the container `name` was first asked to stop or run a hook.
+fn first_stop_or_hook(rt: &FakeRuntime, begun: Instant) -> Duration {
+    rt.calls()
+        .iter()
+        .find(|call| call.at >= begun && matches!(&call.op, Op::Stop { .. } | Op::Exec { .. }))
+        .map(|call| call.at - begun)
+        .expect("a stop or a hook")
+}
+
+#[tokio::test(start_paused = true)]
+async fn termination_waits_for_the_service_data_path_to_let_go_of_the_pod_first() {
+    let mut app = container("app");
+    app.lifecycle = Some(Lifecycle {
+        pre_stop: Some(exec_hook("drain")),
+        post_start: None,
+    });
+    let mut pod = pod(RestartPolicy::Always, vec![], vec![app]);
+    pod.spec.termination_grace_period_seconds = Some(10);
+
+    // The data path lets go after 1 s: the preStop hook (and SIGTERM) only then.
+    let rt = FakeRuntime::new();
+    let drain = Arc::new(SlowDrain {
+        after: Some(secs(1)),
+        asked: Default::default(),
+    });
+    let h = Harness::start_full(&rt, pod.clone(), None, drain.clone());
+    tokio::time::sleep(secs(3)).await;
+    let begun = Instant::now();
+    h.worker.terminate(None).await;
+    assert_eq!(first_stop_or_hook(&rt, begun), secs(1));
+    let ip = h.status.borrow().pod_ip.clone().expect("pod IP");
+    let asked = drain.asked.lock().unwrap().clone();
+    assert_eq!(asked, [ip.parse::<std::net::IpAddr>().unwrap()]);
+
+    // A data path that never lets go holds the pod back DRAIN_WAIT at most...
+    let rt = FakeRuntime::new();
+    let stuck = Arc::new(SlowDrain {
+        after: None,
+        asked: Default::default(),
+    });
+    let h = Harness::start_full(&rt, pod.clone(), None, stuck.clone());
+    tokio::time::sleep(secs(3)).await;
+    let begun = Instant::now();
+    h.worker.terminate(None).await;
+    assert_eq!(first_stop_or_hook(&rt, begun), DRAIN_WAIT);
+    assert_eq!(h.worker.stage(), PodStage::Terminated);
+    // The wait counted against the grace period: the stop got the 8 s left.
+    let stop_grace = rt.calls().iter().find_map(|call| match &call.op {
+        Op::Stop { grace, .. } if call.at >= begun => Some(*grace),
+        _ => None,
+    });
+    assert_eq!(stop_grace, Some(secs(8)));
+
+    // ... and never longer than the grace period.
+    let rt = FakeRuntime::new();
+    let h = Harness::start_full(&rt, pod, None, stuck);
+    tokio::time::sleep(secs(3)).await;
+    let begun = Instant::now();
+    h.worker.terminate(Some(Duration::from_millis(500))).await;
+    assert_eq!(first_stop_or_hook(&rt, begun), Duration::from_millis(500));
 }
 
 #[tokio::test(start_paused = true)]
