@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Service proxy overhead against 2 busybox httpd pods, side by side, measured two ways:
-#   direct    to one pod's IP (no proxy: the baseline),
-#   nodeport  through the NodePort on 127.0.0.1 (berth's userspace proxy),
-#   clusterip through the Service's cluster IP (the same proxy, other listener).
+# Service overhead against 2 busybox httpd pods, side by side, measured two ways:
+#   direct    to one pod's IP (no Service: the baseline),
+#   nodeport  through the NodePort on 127.0.0.1 (nf_tables DNAT, masqueraded to the bridge),
+#   clusterip through the Service's cluster IP (nf_tables DNAT).
 # Prints requests/s and p99 latency of each and the ratio Service/direct. Needs root.
 #
-# Two load generators, because they disagree on what latency is. wrk (10 s per target) starts
-# its clock once a connection is up, so on the direct path a SYN that httpd drops costs wrk
-# throughput but never latency; through the proxy the client's connection is accepted at once
-# and the same drop, on the proxy's connection to the pod, shows as latency. busybox httpd
-# listens with a backlog of 9 (hard-coded), so under this load its accept queue overflows
-# and the kernel retransmits the dropped SYN after 1 s: that is the ~1 s wrk p99 of the proxied
-# paths. ab (apache2-utils, 20000 requests per target) counts connection set-up on every path,
-# so its figures compare like with like. The script also prints, per target, the pod's
-# ListenOverflows and the host's SYN retransmissions (nstat), which show the drops on the
-# direct path too.
+# Two load generators, because they disagree on what latency is. wrk starts its clock once a
+# connection is up; ab (apache2-utils, 20000 requests per target) counts connection set-up on
+# every path. busybox httpd listens with a backlog of 9 (hard-coded), so under load its accept
+# queue can overflow and a SYN waits a second for its retransmission: the script prints, per
+# run, the pod's ListenOverflows and the host's SYN retransmissions (nstat).
+#
+# Every run gets pods of its own (a rollout restart before it). All three paths reach the pods
+# from the same host address (the bridge's), so the 4-tuples of one run's connections come
+# back in the next while the pod still holds them in TIME_WAIT, with sequence numbers and
+# timestamps from another origin: the kernel then answers SYNs with a bare ACK and the client
+# retransmits. Measured on the same pods, whichever target ran second lost half its throughput
+# to that (direct after nodeport as much as nodeport after direct), which is the benchmark
+# measuring itself.
 #
 #   bash bench/service.sh [DURATION_SECONDS] [CONNECTIONS]
 #
@@ -23,10 +26,9 @@
 # can run next to another daemon on the default berth0.
 #
 # "direct" hits one pod while the Service spreads over two: with busybox httpd (one process
-# per connection, cheap) the pods are not the bottleneck on this machine, wrk and the proxy
-# are, so the ratio measures the proxy. wrk's -c connections are kept alive only where httpd
-# allows it (busybox httpd closes after each response), so every request is a new connection
-# through the proxy as well.
+# per connection, cheap) the pods are not the bottleneck on this machine, the load generator
+# is, so the ratio measures the Service's data path. busybox httpd closes after each response,
+# so every request is a new connection on every path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -117,26 +119,36 @@ EOF
 "$berth" apply -f "$work/web.yaml" >/dev/null
 "$berth" rollout status deployment/web --timeout 2m >/dev/null
 
-pod_ip=$("$berth" get pods -o json | jq -r '[.items[]? // . | select(.status.podIP) | .status.podIP][0]')
 cluster_ip=$("$berth" get service web -o json | jq -r '.spec.clusterIP')
-[ -n "$pod_ip" ] && [ "$pod_ip" != null ] || { echo "no pod IP" >&2; exit 1; }
 [ -n "$cluster_ip" ] && [ "$cluster_ip" != null ] || { echo "no cluster IP" >&2; exit 1; }
+declare -A url
 
-declare -A url=(
-  [direct]="http://$pod_ip:8080/"
-  [nodeport]="http://127.0.0.1:$node_port/"
-  [clusterip]="http://$cluster_ip:8181/"
-)
-# Every target answers before the clock starts (the Service's endpoints follow readiness).
-for target in direct nodeport clusterip; do
-  for _ in $(seq 100); do wget -q -O /dev/null -T 2 "${url[$target]}" 2>/dev/null && break; sleep 0.2; done
-  wget -q -O /dev/null -T 2 "${url[$target]}" || { echo "$target ${url[$target]} does not answer" >&2; exit 1; }
-done
+# New pods for the next run (see the top), every target answering before the clock starts.
+fresh_pods() {
+  "$berth" rollout restart deployment/web >/dev/null
+  "$berth" rollout status deployment/web --timeout 2m >/dev/null
+  for _ in $(seq 100); do
+    [ "$("$berth" get pods -o name | wc -l)" = 2 ] && break
+    sleep 0.2
+  done
+  pod_ip=$("$berth" get pods -o json | jq -r '[.items[]? // . | select(.status.podIP) | .status.podIP][0]')
+  [ -n "$pod_ip" ] && [ "$pod_ip" != null ] || { echo "no pod IP" >&2; exit 1; }
+  url=(
+    [direct]="http://$pod_ip:8080/"
+    [nodeport]="http://127.0.0.1:$node_port/"
+    [clusterip]="http://$cluster_ip:8181/"
+  )
+  local t
+  for t in direct nodeport clusterip; do
+    for _ in $(seq 100); do wget -q -O /dev/null -T 2 "${url[$t]}" 2>/dev/null && break; sleep 0.2; done
+    wget -q -O /dev/null -T 2 "${url[$t]}" || { echo "$t ${url[$t]} does not answer" >&2; nft list table ip berth_svc_btsvc >&2; "$berth" get endpoints web -o yaml >&2; "$berth" get pods -o wide >&2; exit 1; }
+  done
+  httpd_pid=$(pgrep -f "httpd -f -p 8080" | head -1)
+}
 
 # wrk's p99 in ms, from `--latency` "99%" line (units us, ms or s).
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}'; }
 declare -A rps p99 ab_rps ab_p99
-httpd_pid=$(pgrep -f "httpd -f -p 8080" | head -1)
 # A TcpExt counter from a netstat file (/proc/net/netstat: the host; /proc/PID/net/netstat: the
 # network namespace of PID).
 tcpext() {
@@ -148,6 +160,7 @@ counters() { # what the run since `mark` overflowed and retransmitted
 }
 echo "== ab (latency including connection set-up), 20000 requests, $connections concurrent"
 for target in direct nodeport clusterip; do
+  fresh_pods
   mark
   out=$(ab -q -n 20000 -c "$connections" "${url[$target]}" 2>&1)
   echo "$out" >"$work/ab-$target.txt"
@@ -159,6 +172,7 @@ for target in direct nodeport clusterip; do
 done
 echo "== wrk (latency from an established connection), ${duration}s, $connections connections"
 for target in direct nodeport clusterip; do
+  fresh_pods
   mark
   out=$(wrk --latency -t 2 -c "$connections" -d "${duration}s" "${url[$target]}")
   echo "$out" >"$work/wrk-$target.txt"
