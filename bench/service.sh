@@ -3,7 +3,9 @@
 #   direct    to one pod's IP (no Service: the baseline),
 #   nodeport  through the NodePort on 127.0.0.1 (nf_tables DNAT, masqueraded to the bridge),
 #   clusterip through the Service's cluster IP (nf_tables DNAT).
-# Prints requests/s and p99 latency of each and the ratio Service/direct. Needs root.
+# Prints requests/s and p99 latency of each and the ratio Service/direct; then, through the
+# node port under load, the time from a pod's deletion to its last new connection and from a
+# new pod's Ready to its first (bench/endpoints.py). Needs root.
 #
 # Two load generators, because they disagree on what latency is. wrk starts its clock once a
 # connection is up; ab (apache2-utils, 20000 requests per target) counts connection set-up on
@@ -95,7 +97,7 @@ spec:
       containers:
         - name: httpd
           image: busybox
-          command: ["sh", "-c", "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 8080 -h /www"]
+          command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
           ports:
             - name: http
               containerPort: 8080
@@ -188,3 +190,6 @@ for target in nodeport clusterip; do
     "$(echo "${ab_rps[$target]} / ${ab_rps[direct]}" | bc -l)" \
     "$(echo "${ab_p99[$target]} / ${ab_p99[direct]}" | bc -l)"
 done
+
+echo "== the Service following its pods (bench/endpoints.py, 5 pod deletions under load through the node port)"
+python3 bench/endpoints.py "$BERTH_SOCKET" "http://127.0.0.1:$node_port/" app=web 5
