@@ -91,6 +91,16 @@ class Watcher(threading.Thread):
                         self.ready_at.setdefault(name, time.monotonic())
 
 
+def conntrack(port):
+    """The host's conntrack entries of a client port, when the kernel shows them."""
+    try:
+        with open("/proc/net/nf_conntrack") as table:
+            lines = [line.strip() for line in table if f"sport={port} " in line]
+    except OSError:
+        return ""
+    return "".join(f"\n    {line}" for line in lines)
+
+
 class Load:
     """Clients that GET the URL without pause; records (started, name of the answering pod)."""
 
@@ -100,6 +110,7 @@ class Load:
         self.path = parsed.path or "/"
         self.answers = []
         self.errors = 0
+        self.failures = []  # (started, what), the first few
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self.client, daemon=True) for _ in range(clients)]
@@ -110,8 +121,10 @@ class Load:
         request = f"GET {self.path} HTTP/1.0\r\n\r\n".encode()
         while not self.stop.is_set():
             started = time.monotonic()
+            port = None
             try:
                 with socket.create_connection(self.address, timeout=5) as conn:
+                    port = conn.getsockname()[1]
                     conn.sendall(request)
                     data = b""
                     while True:
@@ -124,9 +137,11 @@ class Load:
                     raise RuntimeError(head[:40])
                 with self.lock:
                     self.answers.append((started, body.decode().strip()))
-            except Exception:  # noqa: BLE001 - counted, the run goes on
+            except Exception as err:  # noqa: BLE001 - counted, the run goes on
                 with self.lock:
                     self.errors += 1
+                    if len(self.failures) < 5:
+                        self.failures.append((started, f"{type(err).__name__}: {err}, port {port}" + conntrack(port)))
 
     def finish(self):
         self.stop.set()
@@ -141,6 +156,7 @@ def main():
     watcher = Watcher(sock, selector)
     watcher.start()
     load = Load(url)
+    begun = time.monotonic()
     time.sleep(1)
     gone, joined = [], []
     for _ in range(rounds):
@@ -149,6 +165,7 @@ def main():
             before = {p["metadata"]["name"] for p in pods} | set(watcher.ready_at)
         victim = sorted(p["metadata"]["name"] for p in pods if ready(p))[0]
         deleted_at = time.monotonic()
+        print(f"deleting {victim} at {deleted_at - begun:.3f} s")
         api(sock, "DELETE", f"/api/v1/namespaces/default/pods/{victim}")
         # The replacement: a pod that was not there before, Ready and answering.
         deadline = time.monotonic() + 60
@@ -176,6 +193,8 @@ def main():
             f"  {newcomer} Ready -> first answer {joined[-1]:7.1f} ms"
         )
     load.finish()
+    for started, what in load.failures:
+        print(f"failed: {what} (started {started - begun:.3f} s into the run)")
     print(
         f"median: deletion -> no new connections {statistics.median(gone):.1f} ms, "
         f"Ready -> traffic {statistics.median(joined):.1f} ms "

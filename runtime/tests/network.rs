@@ -263,6 +263,50 @@ fn deleting_a_sandbox_removes_its_pair_whether_or_not_the_namespace_dies(fx: &Fi
     drop(holder);
 }
 
+/// Lines of the host's conntrack table that mention `ip`.
+fn conntrack_entries(ip: Ipv4Addr) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap_or_default();
+    let (src, dst) = (format!("src={ip} "), format!("dst={ip} "));
+    table
+        .lines()
+        .filter(|line| line.contains(&src) || line.contains(&dst))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Releasing a pod's address also forgets the conntrack entries that lead to it, so that a
+/// client reusing a source port is not sent to the dead pod.
+fn deleting_a_sandbox_forgets_its_conntrack_entries(fx: &Fixture) {
+    if !Path::new("/proc/net/nf_conntrack").exists() {
+        eprintln!("skipped: no /proc/net/nf_conntrack");
+        return;
+    }
+    let n = octet();
+    let cidr = format!("10.196.{n}.0/24");
+    let runtime = fx.runtime("c", &cidr);
+    let pod = fx
+        .sandbox(&runtime, "ct", SandboxNetwork::New)
+        .expect("sandbox");
+    let ip = pod.ip();
+    let net = pod.sandbox.net.clone().expect("own netns");
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || accept_one(&net, port_tx));
+    let port = port_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("listener port");
+    assert_eq!(
+        talk(SocketAddr::from((ip, port)), "hello"),
+        "outside heard hello"
+    );
+    server.join().expect("server thread");
+    assert!(
+        !conntrack_entries(ip).is_empty(),
+        "the connection left a conntrack entry"
+    );
+    drop(pod);
+    assert_eq!(conntrack_entries(ip), Vec::<String>::new());
+}
+
 fn reconcile_cleans_up_after_a_crash(fx: &Fixture) {
     let n = octet();
     let runtime = fx.runtime("c", &format!("10.198.{n}.0/24"));
@@ -504,6 +548,10 @@ fn main() {
         (
             "deleting_a_sandbox_removes_its_pair_whether_or_not_the_namespace_dies",
             deleting_a_sandbox_removes_its_pair_whether_or_not_the_namespace_dies,
+        ),
+        (
+            "deleting_a_sandbox_forgets_its_conntrack_entries",
+            deleting_a_sandbox_forgets_its_conntrack_entries,
         ),
         (
             "reconcile_cleans_up_after_a_crash",

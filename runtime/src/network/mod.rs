@@ -45,6 +45,7 @@
 //! address on it as well.
 
 mod cidr;
+pub mod conntrack;
 mod ipam;
 mod nat;
 mod netlink;
@@ -371,7 +372,19 @@ fn detach_with(
         netlink::delete_link(&handle, peer, Some(alias)).await?;
         Ok(())
     })?;
-    Ipam::new(root, config.cidr).release(id)?;
+    let ipam = Ipam::new(root, config.cidr);
+    // Before the address can be handed out again: conntrack entries that still lead to it
+    // would send a client that reuses a source port to the dead pod ([`conntrack`]).
+    for (ip, owner) in ipam.allocations()? {
+        if owner == id {
+            match conntrack::forget(ip) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(%ip, entries = n, "forgot conntrack entries"),
+                Err(err) => tracing::warn!(%ip, error = %err, "cannot forget conntrack entries"),
+            }
+        }
+    }
+    ipam.release(id)?;
     Ok(())
 }
 
