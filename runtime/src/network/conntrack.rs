@@ -18,6 +18,8 @@ use std::net::Ipv4Addr;
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
+use super::nat::{put_attr, put_nested};
+
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
@@ -107,9 +109,9 @@ fn delete_request(attrs: &[u8], ip: Ipv4Addr) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = Vec::new();
-    put(&mut out, CTA_TUPLE_ORIG | 0x8000, orig?);
+    put_nested(&mut out, CTA_TUPLE_ORIG, orig?);
     if let Some(zone) = zone {
-        put(&mut out, CTA_ZONE, zone);
+        put_attr(&mut out, CTA_ZONE, zone);
     }
     Some(out)
 }
@@ -163,13 +165,6 @@ fn error_code(payload: &[u8]) -> i32 {
     })
 }
 
-fn put(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    out.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(payload);
-    out.resize((out.len() + 3) & !3, 0);
-}
-
 /// A ctnetlink request: header, nfgenmsg (IPv4, version 0, resource 0), attributes.
 fn message(msg: u16, flags: u16, seq: u32, attrs: &[u8]) -> Vec<u8> {
     let len = NLMSG_HDRLEN + NFGENMSG_LEN + attrs.len();
@@ -190,22 +185,22 @@ mod tests {
 
     fn tuple(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
         let mut ips = Vec::new();
-        put(&mut ips, CTA_IP_V4_SRC, &src);
-        put(&mut ips, CTA_IP_V4_DST, &dst);
+        put_attr(&mut ips, CTA_IP_V4_SRC, &src);
+        put_attr(&mut ips, CTA_IP_V4_DST, &dst);
         let mut tuple = Vec::new();
-        put(&mut tuple, CTA_TUPLE_IP | 0x8000, &ips);
+        put_nested(&mut tuple, CTA_TUPLE_IP, &ips);
         // CTA_TUPLE_PROTO with a protocol number only: not looked at.
         let mut proto = Vec::new();
-        put(&mut proto, 1, &[6]);
-        put(&mut tuple, 2 | 0x8000, &proto);
+        put_attr(&mut proto, 1, &[6]);
+        put_nested(&mut tuple, 2, &proto);
         tuple
     }
 
     fn entry(orig: &[u8], reply: &[u8]) -> Vec<u8> {
         let mut attrs = Vec::new();
-        put(&mut attrs, CTA_TUPLE_ORIG | 0x8000, orig);
-        put(&mut attrs, CTA_TUPLE_REPLY | 0x8000, reply);
-        put(&mut attrs, CTA_ZONE, &0u16.to_be_bytes());
+        put_nested(&mut attrs, CTA_TUPLE_ORIG, orig);
+        put_nested(&mut attrs, CTA_TUPLE_REPLY, reply);
+        put_attr(&mut attrs, CTA_ZONE, &0u16.to_be_bytes());
         attrs
     }
 

@@ -34,6 +34,7 @@
 //!  detach: host veth (takes the peer with it) ──► address file; after the sandbox's
 //!          namespace is unpinned ([`detach_unpinned`]), the kernel's teardown of the
 //!          namespace deletes the pair, and only a pair still there after a grace is deleted
+//!          ──► conntrack entries leading to the address deleted ([`conntrack`])
 //! ```
 //! A failure in `attach` undoes what was made (veth, address) before returning.
 //!
@@ -41,8 +42,8 @@
 //! table of the bridge's own (module `nat`), so pods reach networks beyond the host;
 //! [`delete_bridge`] removes it again.
 //!
-//! Gaps: IPv4 only; no `hostPort`; changing the CIDR of an existing bridge leaves the old gateway
-//! address on it as well.
+//! Gaps: IPv4 only (host ports are the proxy's, `berth_proxy::hostport`); changing the CIDR of an
+//! existing bridge leaves the old gateway address on it as well.
 
 mod cidr;
 pub mod conntrack;
