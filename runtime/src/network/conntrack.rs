@@ -10,9 +10,10 @@
 //! 62,000 requests through a node port while 5 pods were replaced one by one.
 //!
 //! So when an address goes back to the pool, every entry whose translated destination (the
-//! reply's source) or original destination is that address is deleted, as kube-proxy does
-//! for UDP: the entries are dumped over `NETLINK_NETFILTER` (ctnetlink) and each match is
-//! deleted by its original tuple, copied from the dump as it is.
+//! reply's source) or original destination is that address is deleted, unless it is a TCP entry
+//! in `TIME_WAIT` or `CLOSE`, as kube-proxy does for UDP: the entries are dumped over
+//! `NETLINK_NETFILTER` (ctnetlink) and each match is deleted by its original tuple, copied from
+//! the dump as it is.
 
 use std::net::Ipv4Addr;
 
@@ -34,7 +35,13 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_PROTOINFO: u16 = 4;
 const CTA_ZONE: u16 = 18;
+const CTA_PROTOINFO_TCP: u16 = 1;
+const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+/// `TCP_CONNTRACK_TIME_WAIT` and `TCP_CONNTRACK_CLOSE`: a SYN there starts a new connection.
+const TCP_CONNTRACK_TIME_WAIT: u8 = 7;
+const TCP_CONNTRACK_CLOSE: u8 = 8;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_IP_V4_SRC: u16 = 1;
 const CTA_IP_V4_DST: u16 = 2;
@@ -94,6 +101,7 @@ fn delete_request(attrs: &[u8], ip: Ipv4Addr) -> Option<Vec<u8>> {
     let mut orig = None;
     let mut zone = None;
     let mut hits = false;
+    let mut closed = false;
     for (kind, payload) in attributes(attrs) {
         match kind {
             CTA_TUPLE_ORIG => {
@@ -101,11 +109,20 @@ fn delete_request(attrs: &[u8], ip: Ipv4Addr) -> Option<Vec<u8>> {
                 orig = Some(payload);
             }
             CTA_TUPLE_REPLY => hits |= tuple_ip(payload, CTA_IP_V4_SRC) == Some(ip),
+            CTA_PROTOINFO => {
+                closed = matches!(
+                    tcp_state(payload),
+                    Some(TCP_CONNTRACK_TIME_WAIT | TCP_CONNTRACK_CLOSE)
+                )
+            }
             CTA_ZONE => zone = Some(payload),
             _ => {}
         }
     }
-    if !hits {
+    // Closed TCP entries are harmless (a SYN there is a new connection) and after a busy pod
+    // they are nearly all of them: deleting tens of thousands of them stalled new connections
+    // through the Services for a second or two.
+    if !hits || closed {
         return None;
     }
     let mut out = Vec::new();
@@ -114,6 +131,13 @@ fn delete_request(attrs: &[u8], ip: Ipv4Addr) -> Option<Vec<u8>> {
         put_attr(&mut out, CTA_ZONE, zone);
     }
     Some(out)
+}
+
+/// The TCP state of a `CTA_PROTOINFO`, when it is TCP's.
+fn tcp_state(protoinfo: &[u8]) -> Option<u8> {
+    let (_, tcp) = attributes(protoinfo).find(|(kind, _)| *kind == CTA_PROTOINFO_TCP)?;
+    let (_, state) = attributes(tcp).find(|(kind, _)| *kind == CTA_PROTOINFO_TCP_STATE)?;
+    state.first().copied()
 }
 
 /// The IPv4 address `which` (source or destination) of a tuple.
@@ -197,9 +221,19 @@ mod tests {
     }
 
     fn entry(orig: &[u8], reply: &[u8]) -> Vec<u8> {
+        entry_in(orig, reply, 3)
+    }
+
+    /// An entry whose TCP state is `state` (3: ESTABLISHED).
+    fn entry_in(orig: &[u8], reply: &[u8], state: u8) -> Vec<u8> {
         let mut attrs = Vec::new();
         put_nested(&mut attrs, CTA_TUPLE_ORIG, orig);
         put_nested(&mut attrs, CTA_TUPLE_REPLY, reply);
+        let mut tcp = Vec::new();
+        put_attr(&mut tcp, CTA_PROTOINFO_TCP_STATE, &[state]);
+        let mut protoinfo = Vec::new();
+        put_nested(&mut protoinfo, CTA_PROTOINFO_TCP, &tcp);
+        put_nested(&mut attrs, CTA_PROTOINFO, &protoinfo);
         put_attr(&mut attrs, CTA_ZONE, &0u16.to_be_bytes());
         attrs
     }
@@ -233,6 +267,14 @@ mod tests {
             &tuple([10, 0, 0, 53], [10, 73, 0, 9]),
         );
         assert!(delete_request(&outgoing, pod).is_none());
+
+        // Closed connections to the pod stay too: a SYN there starts a new connection.
+        for state in [TCP_CONNTRACK_TIME_WAIT, TCP_CONNTRACK_CLOSE] {
+            let closed = entry_in(&orig, &tuple([10, 73, 0, 9], [10, 73, 0, 1]), state);
+            assert!(delete_request(&closed, pod).is_none());
+        }
+        let last_ack = entry_in(&orig, &tuple([10, 73, 0, 9], [10, 73, 0, 1]), 6);
+        assert!(delete_request(&last_ack, pod).is_some());
     }
 
     #[test]
