@@ -28,13 +28,13 @@ import urllib.parse
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=30)
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
         self.path = path
 
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
+        self.sock.settimeout(self.timeout)
         self.sock.connect(self.path)
 
 
@@ -68,9 +68,8 @@ class Watcher(threading.Thread):
 
     def run(self):
         query = urllib.parse.urlencode({"watch": "true", "labelSelector": self.selector})
-        conn = UnixHTTPConnection(self.sock)
-        conn.sock = None
-        conn.timeout = None
+        # No timeout: the watch may stay quiet for long.
+        conn = UnixHTTPConnection(self.sock, timeout=None)
         conn.request("GET", f"/api/v1/namespaces/default/pods?{query}")
         response = conn.getresponse()
         buffer = b""

@@ -317,6 +317,31 @@ impl berth_proxy::KernelServices for FakeKernel {
     }
 }
 
+/// A proxy over `store` with a working fake kernel data path: the kernel, the proxy's drain,
+/// the sender that stops it and its task.
+fn start_kernel_proxy(
+    store: &RedbStore,
+) -> (
+    Arc<FakeKernel>,
+    berth_proxy::Drain,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let kernel = Arc::new(FakeKernel::default());
+    kernel
+        .working
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let proxy =
+        Proxy::new(ProxyConfig::new(Arc::new(NoAddresses)).with_kernel_data_path(kernel.clone()));
+    let drain = proxy.drain();
+    let catalog = Catalog::spawn(store.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(proxy.run(store.clone(), catalog, async {
+        let _ = stopped.await;
+    }));
+    (kernel, drain, stop, task)
+}
+
 #[tokio::test]
 async fn cluster_ips_go_to_the_kernel_data_path_and_back_to_listeners_when_it_fails() {
     let net = network(3);
@@ -334,17 +359,7 @@ async fn cluster_ips_go_to_the_kernel_data_path_and_back_to_listeners_when_it_fa
         .create(endpoints("echo", &[a], backend_port))
         .await
         .unwrap();
-    let kernel = Arc::new(FakeKernel::default());
-    kernel
-        .working
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let proxy =
-        Proxy::new(ProxyConfig::new(Arc::new(NoAddresses)).with_kernel_data_path(kernel.clone()));
-    let catalog = Catalog::spawn(store.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(proxy.run(store.clone(), catalog, async {
-        let _ = stopped.await;
-    }));
+    let (kernel, _, stop, task) = start_kernel_proxy(&store);
 
     let (IpAddr::V4(cluster4), IpAddr::V4(a4)) = (cluster, a) else {
         unreachable!()
@@ -412,18 +427,7 @@ async fn drain_resolves_once_no_service_sends_new_connections_to_the_address() {
     let store = RedbStore::open_in_memory(Options::default()).unwrap();
     store.create(service("web", cluster, 8080)).await.unwrap();
     store.create(endpoints("web", &[a, b], 8000)).await.unwrap();
-    let kernel = Arc::new(FakeKernel::default());
-    kernel
-        .working
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let proxy =
-        Proxy::new(ProxyConfig::new(Arc::new(NoAddresses)).with_kernel_data_path(kernel.clone()));
-    let drain = proxy.drain();
-    let catalog = Catalog::spawn(store.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(proxy.run(store.clone(), catalog, async {
-        let _ = stopped.await;
-    }));
+    let (kernel, drain, stop, task) = start_kernel_proxy(&store);
     eventually("the kernel gets both endpoints", || async {
         kernel
             .synced

@@ -19,15 +19,15 @@ use std::net::Ipv4Addr;
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
-use super::nat::{put_attr, put_nested};
+use super::nat::{error_code, messages, put_attr, put_nested};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 0x2;
 const NLMSG_DONE: u16 = 0x3;
+const NLMSG_ERROR: u16 = 0x2;
 const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
 const AF_INET: u8 = 2;
@@ -162,30 +162,6 @@ fn attributes(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
         let payload = &buf[4..len];
         buf = &buf[((len + 3) & !3).min(buf.len())..];
         Some((kind, payload))
-    })
-}
-
-/// The netlink messages of one datagram: (type, payload after the header).
-fn messages(mut buf: &[u8]) -> std::io::Result<Vec<(u16, &[u8])>> {
-    let mut out = Vec::new();
-    while buf.len() >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
-        let kind = u16::from_ne_bytes(buf[4..6].try_into().expect("2 bytes"));
-        if len < NLMSG_HDRLEN || len > buf.len() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("truncated conntrack reply ({len} of {} bytes)", buf.len()),
-            ));
-        }
-        out.push((kind, &buf[NLMSG_HDRLEN..len]));
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-    }
-    Ok(out)
-}
-
-fn error_code(payload: &[u8]) -> i32 {
-    payload.get(..4).map_or(0, |code| {
-        i32::from_ne_bytes(code.try_into().expect("4 bytes"))
     })
 }
 

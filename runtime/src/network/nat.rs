@@ -117,7 +117,16 @@ pub fn ensure_masquerade(config: &NetworkConfig) -> Result<()> {
     batch.push(NFT_MSG_NEWTABLE, NLM_F_CREATE, &table_attrs(&table));
     batch.push(NFT_MSG_DELTABLE, 0, &table_attrs(&table));
     batch.push(NFT_MSG_NEWTABLE, NLM_F_CREATE, &table_attrs(&table));
-    batch.push(NFT_MSG_NEWCHAIN, NLM_F_CREATE, &chain_attrs(&table));
+    batch.push(
+        NFT_MSG_NEWCHAIN,
+        NLM_F_CREATE,
+        &nat_chain(
+            &table,
+            MASQUERADE_CHAIN,
+            NF_INET_POST_ROUTING,
+            NF_IP_PRI_NAT_SRC,
+        ),
+    );
     batch.push(
         NFT_MSG_NEWRULE,
         NLM_F_CREATE | NLM_F_APPEND,
@@ -152,14 +161,15 @@ pub(super) fn table_attrs(table: &str) -> Vec<u8> {
     out
 }
 
-fn chain_attrs(table: &str) -> Vec<u8> {
-    let mut hook = Vec::new();
-    put_u32(&mut hook, NFTA_HOOK_HOOKNUM, NF_INET_POST_ROUTING);
-    put_u32(&mut hook, NFTA_HOOK_PRIORITY, NF_IP_PRI_NAT_SRC as u32);
+/// A base chain of type `nat` on `hook` at `priority`.
+pub(super) fn nat_chain(table: &str, name: &str, hook: u32, priority: i32) -> Vec<u8> {
+    let mut hook_attrs = Vec::new();
+    put_u32(&mut hook_attrs, NFTA_HOOK_HOOKNUM, hook);
+    put_u32(&mut hook_attrs, NFTA_HOOK_PRIORITY, priority as u32);
     let mut out = Vec::new();
     put_str(&mut out, NFTA_CHAIN_TABLE, table);
-    put_str(&mut out, NFTA_CHAIN_NAME, MASQUERADE_CHAIN);
-    put_nested(&mut out, NFTA_CHAIN_HOOK, &hook);
+    put_str(&mut out, NFTA_CHAIN_NAME, name);
+    put_nested(&mut out, NFTA_CHAIN_HOOK, &hook_attrs);
     put_str(&mut out, NFTA_CHAIN_TYPE, "nat");
     out
 }
@@ -262,6 +272,31 @@ pub(super) fn put_u32(out: &mut Vec<u8>, kind: u16, value: u32) {
     put_attr(out, kind, &value.to_be_bytes());
 }
 
+/// The netlink messages of one datagram: (type, payload after the header).
+pub(super) fn messages(mut buf: &[u8]) -> std::io::Result<Vec<(u16, &[u8])>> {
+    let mut out = Vec::new();
+    while buf.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+        let kind = u16::from_ne_bytes(buf[4..6].try_into().expect("2 bytes"));
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("truncated netlink reply ({len} of {} bytes)", buf.len()),
+            ));
+        }
+        out.push((kind, &buf[NLMSG_HDRLEN..len]));
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+    }
+    Ok(out)
+}
+
+/// The errno (negative) of an `NLMSG_ERROR` payload; 0 is an acknowledgement.
+pub(super) fn error_code(payload: &[u8]) -> i32 {
+    payload.get(..4).map_or(0, |code| {
+        i32::from_ne_bytes(code.try_into().expect("4 bytes"))
+    })
+}
+
 /// One nf_tables transaction: `BATCH_BEGIN`, the messages, `BATCH_END`.
 pub(super) struct Batch {
     buf: Vec<u8>,
@@ -334,34 +369,23 @@ impl Batch {
         while acked < self.pending.len() {
             let mut buf = Vec::with_capacity(64 * 1024);
             let n = socket.recv(&mut buf, 0)?;
-            let mut rest = &buf[..n];
-            while rest.len() >= NLMSG_HDRLEN {
-                let len = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-                let kind = u16::from_ne_bytes(rest[4..6].try_into().expect("2 bytes"));
-                let seq = u32::from_ne_bytes(rest[8..12].try_into().expect("4 bytes"));
-                if len < NLMSG_HDRLEN || len > rest.len() {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("truncated netlink reply ({len} of {} bytes)", rest.len()),
-                    ));
+            for (kind, payload) in messages(&buf[..n])? {
+                if kind != NLMSG_ERROR {
+                    continue;
                 }
-                if kind == NLMSG_ERROR && len >= NLMSG_HDRLEN + 4 {
-                    let code = i32::from_ne_bytes(
-                        rest[NLMSG_HDRLEN..NLMSG_HDRLEN + 4]
-                            .try_into()
-                            .expect("4 bytes"),
-                    );
-                    // Any error ends the wait, also one about the batch framing itself
-                    // (`EPERM` without CAP_NET_ADMIN), which is never acknowledged otherwise.
-                    if code != 0 {
-                        return Err(std::io::Error::from_raw_os_error(-code));
-                    }
-                    if self.pending.contains(&seq) {
-                        acked += 1;
-                    }
+                // Any error ends the wait, also one about the batch framing itself (`EPERM`
+                // without CAP_NET_ADMIN), which is never acknowledged otherwise.
+                let code = error_code(payload);
+                if code != 0 {
+                    return Err(std::io::Error::from_raw_os_error(-code));
                 }
-                let aligned = (len + 3) & !3;
-                rest = &rest[aligned.min(rest.len())..];
+                // The acknowledged request's header follows the code: its sequence number.
+                let seq = payload
+                    .get(12..16)
+                    .map(|seq| u32::from_ne_bytes(seq.try_into().expect("4 bytes")));
+                if seq.is_some_and(|seq| self.pending.contains(&seq)) {
+                    acked += 1;
+                }
             }
         }
         Ok(())

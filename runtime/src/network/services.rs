@@ -33,12 +33,11 @@ use super::nat::{
     Batch, IFNAMSIZ, NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC, NFT_CMP_EQ, NFT_CMP_NEQ,
     NFT_META_OIFNAME, NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWTABLE,
     NFT_PAYLOAD_NETWORK_HEADER, NFT_REG_1, NFTA_BITWISE_DREG, NFTA_BITWISE_LEN, NFTA_BITWISE_MASK,
-    NFTA_BITWISE_SREG, NFTA_BITWISE_XOR, NFTA_CHAIN_HOOK, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE,
-    NFTA_CHAIN_TYPE, NFTA_CMP_DATA, NFTA_CMP_OP, NFTA_CMP_SREG, NFTA_HOOK_HOOKNUM,
-    NFTA_HOOK_PRIORITY, NFTA_META_DREG, NFTA_META_KEY, NFTA_PAYLOAD_BASE, NFTA_PAYLOAD_DREG,
-    NFTA_PAYLOAD_LEN, NFTA_PAYLOAD_OFFSET, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE,
-    NLM_F_APPEND, NLM_F_CREATE, data_value, put_attr, put_expr, put_nested, put_str, put_u32,
-    table_attrs,
+    NFTA_BITWISE_SREG, NFTA_BITWISE_XOR, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE, NFTA_CMP_DATA,
+    NFTA_CMP_OP, NFTA_CMP_SREG, NFTA_META_DREG, NFTA_META_KEY, NFTA_PAYLOAD_BASE,
+    NFTA_PAYLOAD_DREG, NFTA_PAYLOAD_LEN, NFTA_PAYLOAD_OFFSET, NFTA_RULE_CHAIN,
+    NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE, NLM_F_APPEND, NLM_F_CREATE, data_value, nat_chain,
+    put_attr, put_expr, put_nested, put_str, put_u32, table_attrs,
 };
 use super::{NetworkError, Result};
 
@@ -207,18 +206,6 @@ fn batch(table: &str, bridge: &str, cidr: super::PodCidr, rules: &[ServiceRule])
         ),
     );
     batch
-}
-
-fn nat_chain(table: &str, name: &str, hook: u32, priority: i32) -> Vec<u8> {
-    let mut hook_attrs = Vec::new();
-    put_u32(&mut hook_attrs, NFTA_HOOK_HOOKNUM, hook);
-    put_u32(&mut hook_attrs, NFTA_HOOK_PRIORITY, priority as u32);
-    let mut out = Vec::new();
-    put_str(&mut out, NFTA_CHAIN_TABLE, table);
-    put_str(&mut out, NFTA_CHAIN_NAME, name);
-    put_nested(&mut out, NFTA_CHAIN_HOOK, &hook_attrs);
-    put_str(&mut out, NFTA_CHAIN_TYPE, "nat");
-    out
 }
 
 fn regular_chain(table: &str, name: &str) -> Vec<u8> {
