@@ -588,6 +588,7 @@ fn create(inner: &Inner, spec: ContainerSpec) -> Result<ContainerId> {
     let options = CreateOptions {
         detach: true,
         attach: false,
+        start: false,
     };
     inner
         .runtime

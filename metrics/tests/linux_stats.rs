@@ -69,6 +69,7 @@ impl Fixture {
                 CreateOptions {
                     detach: true,
                     attach: false,
+                    start: false,
                 },
             )
             .expect("create");

@@ -350,3 +350,19 @@ fn cgroup_v1_delete_kills_nested_cgroups_and_removes_every_directory() {
     // Idempotent.
     guard.manager.delete(&path).unwrap();
 }
+
+#[test]
+fn cgroup_v1_delete_kills_tasks_left_in_the_cgroup_itself() {
+    let Some(mut guard) = setup() else { return };
+    let path = guard.path("busy");
+    guard.manager.create(&path, &Resources::default()).unwrap();
+    let child = guard.spawn_waiting("sleep 100");
+    guard.manager.add_process(&path, guard.pid(child)).unwrap();
+
+    // The one-rmdir-per-hierarchy path meets EBUSY and hands over to the full walk.
+    guard.manager.delete(&path).unwrap();
+    assert_eq!(guard.wait(child).signal(), Some(libc::SIGKILL));
+    for (name, dir) in guard.manager.hierarchy_dirs(&path) {
+        assert!(!dir.exists(), "{name}: {} still exists", dir.display());
+    }
+}

@@ -62,6 +62,7 @@ impl Fixture {
                 CreateOptions {
                     detach: true,
                     attach: false,
+                    start: false,
                 },
             )
             .expect("create");
@@ -299,6 +300,7 @@ fn setup_errors_are_reported_with_docker_codes(fx: &Fixture) {
             CreateOptions {
                 detach: true,
                 attach: false,
+                start: false,
             },
         )
         .unwrap_err();
@@ -329,6 +331,24 @@ fn setup_errors_are_reported_with_docker_codes(fx: &Fixture) {
         .create(config, CreateOptions::default())
         .unwrap_err();
     assert!(err.to_string().contains("cwd"), "{err}");
+    assert_nothing_left(fx, &id);
+
+    // The shim makes the cgroup while the init sets up its namespaces: a limit the kernel
+    // refuses (a CFS quota below 1 ms) fails create, and the waiting init goes with it.
+    let mut config = fx.config("badquota", &["true"]);
+    config.resources = Resources {
+        cpu_quota: Some(berth_runtime::cgroup::CpuQuota {
+            quota_us: 500,
+            period_us: 100_000,
+        }),
+        ..Default::default()
+    };
+    let id = config.id.clone();
+    let err = fx
+        .runtime
+        .create(config, CreateOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("cgroup"), "{err}");
     assert_nothing_left(fx, &id);
 
     // A missing cwd is created, as docker does.
@@ -425,6 +445,74 @@ fn created_container_can_be_listed_killed_and_deleted(fx: &Fixture) {
     assert_nothing_left(fx, &guard.id);
 }
 
+/// `berth run`'s path: the process starts as soon as it is set up. The container is Running
+/// when create returns, no exec fifo is made, and an exec failure after set-up is recorded.
+fn started_at_create_runs_without_the_fifo(fx: &Fixture) {
+    let start = CreateOptions {
+        detach: true,
+        attach: false,
+        start: true,
+    };
+    let config = fx.config("startnow", &["sh", "-c", "echo hi; sleep 0.3"]);
+    let id = config.id.clone();
+    let guard = Guard {
+        runtime: &fx.runtime,
+        id: id.clone(),
+    };
+    fx.runtime.create(config, start).expect("create");
+    let state = fx.runtime.state(&id).unwrap();
+    assert_eq!(state.status, Status::Running);
+    assert!(state.started_at.is_some());
+    assert!(!fx.runtime.state_dir(&id).join("exec.fifo").exists());
+    assert!(matches!(
+        fx.runtime.start(&id),
+        Err(RuntimeError::WrongStatus {
+            status: Status::Running,
+            ..
+        })
+    ));
+    let exit = fx.runtime.wait(&id).unwrap();
+    assert_eq!((exit.code, fx.log(&id).as_str()), (0, "hi\n"));
+    drop(guard);
+    assert_nothing_left(fx, &id);
+
+    // Set-up errors still come back from create, and leave nothing.
+    let config = fx.config("startnope", &["/bin/nope"]);
+    let id = config.id.clone();
+    let err = fx.runtime.create(config, start).unwrap_err();
+    assert_eq!(err.exit_code(), 127);
+    assert_nothing_left(fx, &id);
+
+    // The kernel refuses the exec itself (ENOEXEC) after "started" was sent: the failure
+    // follows it on the status pipe and is recorded as the exit.
+    let script = fx.rootfs.parent().unwrap().join("noexec-layer");
+    std::fs::create_dir_all(&script).unwrap();
+    std::fs::write(script.join("noexec"), "not a program\n").unwrap();
+    std::fs::set_permissions(
+        script.join("noexec"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut config = fx.config("startnoexec", &["/noexec"]);
+    config.rootfs.layers.push(script);
+    let id = config.id.clone();
+    let guard = Guard {
+        runtime: &fx.runtime,
+        id: id.clone(),
+    };
+    fx.runtime.create(config, start).expect("create");
+    let exit = fx.runtime.wait(&id).unwrap();
+    assert_eq!(exit.code, 125);
+    let state = fx.runtime.state(&id).unwrap();
+    assert_eq!(state.reason, Some(Reason::StartError));
+    assert!(
+        state.error.as_deref().unwrap_or_default().contains("exec"),
+        "{:?}",
+        state.error
+    );
+    drop(guard);
+}
+
 fn logs_and_cleanup_after_delete(fx: &Fixture) {
     let (exit, log, guard) = fx.run(fx.config("logs", &["sh", "-c", "echo out; echo err >&2"]));
     assert_eq!(exit.code, 0);
@@ -449,6 +537,7 @@ fn auto_remove_leaves_nothing(fx: &Fixture) {
             CreateOptions {
                 detach: true,
                 attach: false,
+                start: false,
             },
         )
         .unwrap();
@@ -575,6 +664,10 @@ fn main() {
         (
             "created_container_can_be_listed_killed_and_deleted",
             created_container_can_be_listed_killed_and_deleted,
+        ),
+        (
+            "started_at_create_runs_without_the_fifo",
+            started_at_create_runs_without_the_fifo,
         ),
         (
             "logs_and_cleanup_after_delete",

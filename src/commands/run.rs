@@ -42,19 +42,15 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let id = config.id.clone();
     let runtime = runtime(global);
 
+    // Nothing happens between create and start here: the process starts as soon as it is set
+    // up, without the exec fifo handshake (the agent keeps the two steps apart).
     if args.detach {
-        let created = match runtime.create(
-            config,
-            CreateOptions {
-                detach: true,
-                attach: false,
-            },
-        ) {
-            Ok(created) => created,
-            Err(err) => return Ok(fail(&err)),
+        let options = CreateOptions {
+            detach: true,
+            attach: false,
+            start: true,
         };
-        if let Err(err) = runtime.start(&created.id) {
-            let _ = runtime.delete(&created.id, true);
+        if let Err(err) = runtime.create(config, options) {
             return Ok(fail(&err));
         }
         println!("{id}");
@@ -63,21 +59,16 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     // Before create: a Ctrl-C from now on is forwarded to the container.
     let proxy = SignalProxy::install()?;
-    let created = match runtime.create(
-        config,
-        CreateOptions {
-            detach: false,
-            attach: true,
-        },
-    ) {
+    let options = CreateOptions {
+        detach: false,
+        attach: true,
+        start: true,
+    };
+    let created = match runtime.create(config, options) {
         Ok(created) => created,
         Err(err) => return Ok(fail(&err)),
     };
     let shim = created.shim.context("foreground shim missing")?;
-    if let Err(err) = runtime.start(&id) {
-        let _ = runtime.delete(&id, true);
-        return Ok(fail(&err));
-    }
     let code = proxy.wait(&runtime, &id, shim)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

@@ -207,6 +207,28 @@ pub(super) fn subtree_post_order(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// `rmdir` each of `dirs` in order, as long as each is an empty leaf; missing is fine. `false`
+/// at the first one that still has tasks or child cgroups (EBUSY, ENOTEMPTY): that one and
+/// those after it are left for a full walk.
+pub(super) fn remove_empty_leaves(dirs: &[PathBuf]) -> Result<bool> {
+    for dir in dirs {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == ErrorKind::NotFound => {}
+            Err(err) if matches!(err.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) => {
+                return Ok(false);
+            }
+            Err(source) => {
+                return Err(CgroupError::Remove {
+                    path: dir.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// `rmdir` a cgroup directory: missing is fine; EBUSY (a task still exiting) is retried a few
 /// times with short sleeps.
 pub(super) fn remove_dir(dir: &Path) -> Result<()> {

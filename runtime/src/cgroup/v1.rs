@@ -308,10 +308,34 @@ impl CgroupManager for LinuxCgroupV1 {
         Ok(stats)
     }
 
+    fn saw_oom_kill(&self, path: &CgroupPath) -> Result<bool> {
+        let Some(dir) = self.dir("memory", path)? else {
+            return Ok(false);
+        };
+        let oom_file = dir.join("memory.oom_control");
+        let Some(oom) = files::read_optional(&oom_file)? else {
+            return Ok(false);
+        };
+        Ok(files::keyed_u64(&oom_file, &oom, "oom_kill")?.unwrap_or(0) > 0)
+    }
+
     fn delete(&self, path: &CgroupPath) -> Result<()> {
         let relative = path.relative()?;
-        // Nested cgroups first: kill and remove children before their parents.
         let primary = self.primary_dir(path)?;
+        // The usual end: an empty leaf in every hierarchy, gone with one rmdir each. The primary
+        // goes first, so a cgroup that still has tasks is left whole for the walk below.
+        let mut leaves = vec![primary.clone()];
+        leaves.extend(
+            self.hierarchies()
+                .into_iter()
+                .map(|mount| mount.join(&relative))
+                .filter(|dir| *dir != primary),
+        );
+        if files::remove_empty_leaves(&leaves)? {
+            tracing::debug!(cgroup = %path, "cgroup deleted");
+            return Ok(());
+        }
+        // Nested cgroups first: kill and remove children before their parents.
         let mut nested = Vec::new();
         for dir in files::subtree_post_order(&primary)? {
             if let Ok(below) = dir.strip_prefix(&primary) {

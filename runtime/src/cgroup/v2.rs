@@ -275,8 +275,21 @@ impl CgroupManager for LinuxCgroupV2 {
         Ok(stats)
     }
 
+    fn saw_oom_kill(&self, path: &CgroupPath) -> Result<bool> {
+        let events_file = self.dir(path)?.join("memory.events");
+        let Some(events) = files::read_optional(&events_file)? else {
+            return Ok(false);
+        };
+        Ok(files::keyed_u64(&events_file, &events, "oom_kill")?.unwrap_or(0) > 0)
+    }
+
     fn delete(&self, path: &CgroupPath) -> Result<()> {
         let dir = self.dir(path)?;
+        // The usual end: an empty leaf, gone with one rmdir.
+        if files::remove_empty_leaves(std::slice::from_ref(&dir))? {
+            tracing::debug!(cgroup = %path, "cgroup deleted");
+            return Ok(());
+        }
         for cgroup in files::subtree_post_order(&dir)? {
             self.kill_all(&cgroup)?;
             files::remove_dir(&cgroup)?;

@@ -29,13 +29,18 @@ pub struct CreateOptions {
     /// The shim also copies the output to its own stdout/stderr, inherited from the caller
     /// (`berth run` in the foreground).
     pub attach: bool,
+    /// Start the process as soon as it is set up instead of waiting for
+    /// [`LinuxRuntime::start`]: `berth run`, which has nothing to do in between. No exec fifo
+    /// is made and the container is Running when `create` returns.
+    pub start: bool,
 }
 
 /// A created container.
 #[derive(Debug)]
 pub struct Created {
     pub id: ContainerId,
-    /// Host pid of the init waiting for `start`.
+    /// Host pid of the init: waiting for `start`, or with [`CreateOptions::start`] already the
+    /// user's process (or about to exec it).
     pub init_pid: i32,
     /// The shim when not detached: the caller's child, which exits with the container's exit
     /// code (0-255) once it has recorded the exit.
@@ -213,6 +218,7 @@ impl LinuxRuntime {
             cgroup_path: self.cgroup_path(id),
             detach: options.detach,
             attach: options.attach && !options.detach,
+            start: options.start,
         };
         let (sync_read, sync_write) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Kernel {

@@ -1,10 +1,11 @@
 //! The container init: runs in the child the shim forks, already in the new pid namespace, and
 //! ends in `execve` of the user's process or `_exit` after reporting why it could not.
 //!
-//! It first moves itself into the container's cgroup ([`crate::cgroup::join_self`], before it
-//! unshares its cgroup namespace), then talks to the shim over the CLOEXEC `status` pipe ([`StatusMessage`]: `Ready`, or an error;
-//! end-of-file after `Ready` means the exec succeeded). It waits for `start` on a fifo whose
-//! read end it opened before pivot_root.
+//! It unshares its namespaces while the shim makes the cgroup, then moves itself into the
+//! cgroup ([`crate::cgroup::join_self`], before it unshares its cgroup namespace). It talks to
+//! the shim over the CLOEXEC `status` pipe ([`StatusMessage`]: `Ready`, `Started` or an error;
+//! end of file after `Started` means the exec succeeded). Unless told to start at once it waits
+//! for `start` on a fifo whose read end the shim opened for it.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -90,8 +91,11 @@ pub struct InitContext<'a> {
     pub joins: Vec<(OwnedFd, CloneFlags)>,
     /// [`crate::cgroup::CgroupManager::join_files`] of the container's cgroup.
     pub cgroup_join: Vec<PathBuf>,
+    /// Readable once the shim has made the cgroup (one byte; end of file: it failed).
+    pub cgroup_ready: OwnedFd,
     pub status: OwnedFd,
-    pub start_fifo: OwnedFd,
+    /// Read end of the exec fifo to wait on for `start`; `None` to exec right after set-up.
+    pub start_fifo: Option<OwnedFd>,
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
@@ -200,20 +204,20 @@ fn setup_and_exec(
         Errno::result(rc).map_err(|e| InitError::Sync(SyscallError::new("dup2", target, e)))?;
     }
 
-    // Into the container's cgroup first, so everything below is accounted and limited there.
-    crate::cgroup::join_self(&ctx.cgroup_join).map_err(InitError::Cgroup)?;
-
     // Own session: the terminal's signals reach berth, which forwards them.
     let _ = nix::unistd::setsid();
 
+    // Namespaces first, while the shim makes the cgroup on the other CPU; their kernel memory
+    // is charged to the shim's cgroup, as with runc and crun, whose clone makes them.
     for (fd, flags) in &ctx.joins {
         syscall
             .setns(fd.as_fd(), *flags)
             .map_err(InitError::Namespace)?;
     }
     drop(ctx.joins);
+    let flags = unshare_flags(config);
     syscall
-        .unshare(unshare_flags(config))
+        .unshare(flags - CloneFlags::CLONE_NEWCGROUP)
         .map_err(InitError::Namespace)?;
     if config.namespaces.network == NamespaceMode::New {
         syscall.set_loopback_up().map_err(InitError::Namespace)?;
@@ -225,6 +229,17 @@ fn setup_and_exec(
             .map_err(InitError::Hostname)?;
     }
     apply_rlimits(syscall, &config.process.rlimits)?;
+
+    // Then into the container's cgroup, before the cgroup namespace (rooted where the process
+    // is) and before anything the container's limits should cover.
+    wait_for_cgroup(&ctx.cgroup_ready)?;
+    drop(ctx.cgroup_ready);
+    crate::cgroup::join_self(&ctx.cgroup_join).map_err(InitError::Cgroup)?;
+    if flags.contains(CloneFlags::CLONE_NEWCGROUP) {
+        syscall
+            .unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(InitError::Namespace)?;
+    }
 
     let plan = RootfsPlan {
         rootfs: &ctx.rootfs,
@@ -300,9 +315,10 @@ fn setup_and_exec(
         .collect();
     let envp: Vec<CString> = env.iter().map(|e| to_c(e.as_bytes())).collect();
 
-    write_all(&ctx.status, &StatusMessage::Ready.encode());
-    wait_for_start(&ctx.start_fifo)?;
-    drop(ctx.start_fifo);
+    if let Some(fifo) = ctx.start_fifo {
+        write_all(&ctx.status, &StatusMessage::Ready.encode());
+        wait_for_start(&fifo)?;
+    }
     write_all(&ctx.status, &StatusMessage::Started.encode());
 
     reset_signals();
@@ -325,6 +341,25 @@ fn setup_and_exec(
         command: command.to_string(),
         errno,
     })
+}
+
+/// Block until the shim says the cgroup exists. End of file means it could not make it: the
+/// shim reports that and kills this process, so the error here is only a fallback.
+fn wait_for_cgroup(ready: &OwnedFd) -> Result<(), InitError> {
+    let mut byte = [0u8; 1];
+    let errno = loop {
+        match nix::unistd::read(ready, &mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => break Errno::EPIPE,
+            Err(Errno::EINTR) => {}
+            Err(e) => break e,
+        }
+    };
+    Err(InitError::Sync(SyscallError::new(
+        "read",
+        "cgroup ready",
+        errno,
+    )))
 }
 
 /// Block until `start` writes a byte into the fifo. A fifo with no writer yet does not poll

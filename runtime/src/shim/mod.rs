@@ -4,8 +4,9 @@
 //! auto-remove, deletes the container.
 //!
 //! ```text
-//!  Spawned ──(detach: fork, setsid)──► CgroupReady ──fork init──► WaitingReady
+//!  Spawned ──(detach: fork, setsid)──► fork init ──cgroup made, init told──► WaitingReady
 //!     WaitingReady ──init "R"──► Created (state.json, runtime told "C<pid>")
+//!     WaitingReady ──init "S"──► Running (with `start`: no fifo, no Created state saved)
 //!     WaitingReady ──init "E"──► runtime told "E<code>\t<msg>" ──► exit
 //!     Created ──init "S"──► Running ──init exits──► Draining ──pipes closed──► Stopped ──► exit
 //! ```
@@ -53,6 +54,10 @@ pub struct ShimArgs {
     /// Also copy the container's output to the shim's own stdout/stderr (`berth run` in the
     /// foreground).
     pub attach: bool,
+    /// Exec the user's process right after set-up, without the exec fifo
+    /// ([`crate::container::CreateOptions::start`]).
+    #[serde(default)]
+    pub start: bool,
 }
 
 /// What the shim reports on [`SYNC_FD`], one line.

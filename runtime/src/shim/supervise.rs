@@ -236,11 +236,13 @@ struct Shim<'a> {
     start_failure: Option<(i32, String)>,
 }
 
-/// The parent's and the child's ends of the pipes the init needs.
+/// The parent's and the child's ends of the pipes the init needs (read end first).
 struct Pipes {
     status: (OwnedFd, OwnedFd),
     stdout: (OwnedFd, OwnedFd),
     stderr: (OwnedFd, OwnedFd),
+    /// Shim to init: the cgroup exists (one byte; end of file without it: it could not be made).
+    cgroup_ready: (OwnedFd, OwnedFd),
 }
 
 impl<'a> Shim<'a> {
@@ -293,14 +295,12 @@ impl<'a> Shim<'a> {
             id: id.clone(),
             source,
         };
+        // The cgroup is made after the fork, while the init sets up its namespaces: the init
+        // joins it once told it exists (see `cgroup_ready`).
         let cgroups = cgroup::manager(args.cgroup_layout.clone());
-        cgroups
-            .create(&args.cgroup_path, &config.resources)
-            .map_err(cgroup_err)?;
         let cgroup_version = cgroups.version();
         let cgroup_dirs = cgroups.hierarchy_dirs(&args.cgroup_path);
         let cgroup_join = cgroups.join_files(&args.cgroup_path).map_err(cgroup_err)?;
-        *cgroups_out = Some(cgroups);
 
         let log_path = args.container_dir.join("container.log");
         let log = CriLogWriter::open(log_path, config.log).map_err(ShimError::Log)?;
@@ -314,6 +314,7 @@ impl<'a> Shim<'a> {
             status: pipe("status")?,
             stdout: pipe("stdout")?,
             stderr: pipe("stderr")?,
+            cgroup_ready: pipe("cgroup")?,
         };
         let stdin: OwnedFd = File::open("/dev/null")
             .map_err(|e| {
@@ -326,18 +327,11 @@ impl<'a> Shim<'a> {
             .map_err(kernel(&id, "stdin"))?
             .into();
 
-        let fifo = args.state_dir.join("exec.fifo");
-        let _ = std::fs::remove_file(&fifo);
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
-            .map_err(|e| SyscallError::path("mkfifo", &fifo, e))
-            .map_err(kernel(&id, "start fifo"))?;
-        let start_fifo = nix::fcntl::open(
-            &fifo,
-            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| SyscallError::path("open", &fifo, e))
-        .map_err(kernel(&id, "start fifo"))?;
+        let start_fifo = if args.start {
+            None
+        } else {
+            Some(open_start_fifo(&args.state_dir).map_err(kernel(&id, "start fifo"))?)
+        };
 
         let joins = open_joins(&config).map_err(kernel(&id, "namespaces"))?;
         match &config.namespaces.pid {
@@ -369,7 +363,13 @@ impl<'a> Shim<'a> {
             .map_err(kernel(&id, "fork"))?;
         let init = match fork {
             ForkResult::Child => {
-                drop((pipes.status.0, pipes.stdout.0, pipes.stderr.0, signals));
+                drop((
+                    pipes.status.0,
+                    pipes.stdout.0,
+                    pipes.stderr.0,
+                    pipes.cgroup_ready.1,
+                    signals,
+                ));
                 let ctx = InitContext {
                     config: &config,
                     // The overlay goes over the state directory, in the init's own mount
@@ -381,6 +381,7 @@ impl<'a> Shim<'a> {
                     cgroup_dirs,
                     joins,
                     cgroup_join,
+                    cgroup_ready: pipes.cgroup_ready.0,
                     status: pipes.status.1,
                     start_fifo,
                     stdin,
@@ -398,29 +399,54 @@ impl<'a> Shim<'a> {
             start_fifo,
             stdin,
             joins,
+            pipes.cgroup_ready.0,
         ));
 
-        let first = read_messages(&pipes.status.0).into_iter().next();
-        let failure = match first {
-            Some(StatusMessage::Ready) => None,
-            Some(StatusMessage::Failed { code, message }) => {
-                Some(ShimError::Init { code, message })
-            }
-            _ => Some(ShimError::Init {
-                code: 125,
-                message: "container init exited during setup".into(),
-            }),
-        };
-        if let Some(err) = failure {
-            let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
-            let _ = waitpid(init, None);
-            return Err(err);
+        // The init unshares its namespaces meanwhile. A failure kills it before it joins.
+        let cgroups = cgroups_out.insert(cgroups);
+        if let Err(source) = cgroups.create(&args.cgroup_path, &config.resources) {
+            return Err(abandon(init, cgroup_err(source)));
         }
+        let _ = write_all(pipes.cgroup_ready.1.as_fd(), b"C");
+        drop(pipes.cgroup_ready.1);
+
+        // Ready (waiting for start), or Started at once with `start`. Anything after Started
+        // in the same read (an exec failure) is kept for the exit.
+        let mut messages = read_messages(&pipes.status.0).into_iter();
+        let started = match messages.next() {
+            Some(StatusMessage::Ready) => false,
+            Some(StatusMessage::Started) if args.start => true,
+            Some(StatusMessage::Failed { code, message }) => {
+                return Err(abandon(init, ShimError::Init { code, message }));
+            }
+            _ => {
+                return Err(abandon(
+                    init,
+                    ShimError::Init {
+                        code: 125,
+                        message: "container init exited during setup".into(),
+                    },
+                ));
+            }
+        };
+        let start_failure = messages.find_map(|message| match message {
+            StatusMessage::Failed { code, message } => Some((code, message)),
+            _ => None,
+        });
 
         let pidfd = syscall.pidfd_open(init).map_err(kernel(&id, "pidfd"))?;
         let (shim_pid, start_time) = crate::container::self_identity();
-        let state = State::created(config.id.clone(), shim_pid, start_time, init.as_raw());
+        let mut state = State::created(config.id.clone(), shim_pid, start_time, init.as_raw());
+        if started {
+            // Straight to Running: one state write, no Created in between.
+            state
+                .transition(crate::container::state::Status::Running)
+                .map_err(ShimError::State)?;
+        }
         state.save(&args.state_dir).map_err(ShimError::State)?;
+        if started && args.detach {
+            super::memory::release_clean_file_pages();
+        }
         let cgroups = cgroups_out.take().expect("set above");
         Ok(Shim {
             args,
@@ -435,7 +461,7 @@ impl<'a> Shim<'a> {
             stderr: Some(pipes.stderr.0),
             signals,
             log,
-            start_failure: None,
+            start_failure,
         })
     }
 
@@ -497,13 +523,16 @@ impl<'a> Shim<'a> {
                         exit = waitpid(self.init, None).ok();
                         self.pidfd = None;
                         // Anything left in the cgroup dies with the init. With a private pid
-                        // namespace the kernel has already killed the rest: skip the freeze.
+                        // namespace the kernel has killed the rest and waited for them to exit
+                        // before the init's exit shows on the pidfd: nothing to look for.
                         let path = &self.args.cgroup_path;
-                        let left = self
-                            .cgroups
-                            .pids(path)
-                            .map(|p| !p.is_empty())
-                            .unwrap_or(true);
+                        let private_pids = self.config.namespaces.pid == NamespaceMode::New;
+                        let left = !private_pids
+                            && self
+                                .cgroups
+                                .pids(path)
+                                .map(|p| !p.is_empty())
+                                .unwrap_or(true);
                         if left && let Err(err) = self.cgroups.signal_all(path, Signal::SIGKILL) {
                             eprintln!("berth shim: kill leftovers: {err}");
                         }
@@ -596,8 +625,7 @@ impl<'a> Shim<'a> {
         reap_orphans();
         let oom = self
             .cgroups
-            .stats(&self.args.cgroup_path)
-            .map(|s| s.oom_kill_count > 0)
+            .saw_oom_kill(&self.args.cgroup_path)
             .unwrap_or(false);
         if let Err(err) = self.cgroups.delete(&self.args.cgroup_path) {
             eprintln!("berth shim: remove cgroup: {err}");
@@ -627,6 +655,28 @@ impl<'a> Shim<'a> {
         }
         code
     }
+}
+
+/// Kill an init that failed set-up (or vanished) and reap it; returns `err` for the caller.
+fn abandon(init: Pid, err: ShimError) -> ShimError {
+    let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+    let _ = waitpid(init, None);
+    err
+}
+
+/// Make `exec.fifo` in the state directory and open its read end for the init, which waits
+/// on it for `start`.
+fn open_start_fifo(state_dir: &Path) -> Result<OwnedFd, SyscallError> {
+    let fifo = state_dir.join("exec.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+        .map_err(|e| SyscallError::path("mkfifo", &fifo, e))?;
+    nix::fcntl::open(
+        &fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SyscallError::path("open", &fifo, e))
 }
 
 /// Read the status messages available; empty at end of file.

@@ -161,8 +161,13 @@ impl Syscall for LinuxSyscall {
     }
 
     fn set_capabilities(&self, set: CapSet, caps: &CapsHashSet) -> Result<()> {
-        caps::set(None, set, caps)
-            .map_err(|e| SyscallError::new("capset", format!("{set:?}"), caps_errno(&e)))
+        // An empty ambient set is one PR_CAP_AMBIENT_CLEAR_ALL, not a lower per capability.
+        let result = if matches!(set, CapSet::Ambient) && caps.is_empty() {
+            caps::clear(None, set)
+        } else {
+            caps::set(None, set, caps)
+        };
+        result.map_err(|e| SyscallError::new("capset", format!("{set:?}"), caps_errno(&e)))
     }
 
     fn set_no_new_privs(&self) -> Result<()> {
