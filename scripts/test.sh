@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 install_test_deps
 
+# A fresh clone never reuses incremental state: skip writing it (GBs of target/ on CI).
+if [[ "${CI:-}" == true ]]; then
+    export CARGO_INCREMENTAL=0
+fi
+
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

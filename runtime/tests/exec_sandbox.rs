@@ -66,6 +66,7 @@ impl Fixture {
                 CreateOptions {
                     detach: true,
                     attach: false,
+                    start: false,
                 },
             )
             .expect("create");
@@ -156,7 +157,13 @@ fn text(bytes: &[u8]) -> String {
 fn exec_sees_the_containers_processes_hostname_and_files(fx: &Fixture) {
     let mut config = fx.config(
         "world",
-        &["sh", "-c", "echo inside > /tmp/marker; exec sleep 1000"],
+        // Written then renamed: an exec that lands between the shell's create and its write
+        // would otherwise read an empty marker.
+        &[
+            "sh",
+            "-c",
+            "echo inside > /tmp/.marker; mv /tmp/.marker /tmp/marker; exec sleep 1000",
+        ],
     );
     config.hostname = Some("exec-host".into());
     let c = fx.start(config);
@@ -574,6 +581,7 @@ fn zygote_forks_sandbox_shims_and_shims_and_comes_back_after_a_kill(fx: &Fixture
             CreateOptions {
                 detach: true,
                 attach: false,
+                start: false,
             },
         )
         .expect("create");
@@ -597,6 +605,7 @@ fn zygote_forks_sandbox_shims_and_shims_and_comes_back_after_a_kill(fx: &Fixture
         CreateOptions {
             detach: true,
             attach: false,
+            start: false,
         },
     )
     .expect("create");

@@ -284,6 +284,10 @@ fn deleting_a_sandbox_forgets_its_conntrack_entries(fx: &Fixture) {
     let n = octet();
     let cidr = format!("10.196.{n}.0/24");
     let runtime = fx.runtime("c", &cidr);
+    // As the daemon does at start: the bridge with its masquerade table, whose nat hook is
+    // what turns connection tracking on in the host's namespace (without any such table the
+    // kernel tracks nothing and there would be no entry to forget).
+    network::ensure_bridge(&runtime.config().network).expect("ensure_bridge");
     let pod = fx
         .sandbox(&runtime, "ct", SandboxNetwork::New)
         .expect("sandbox");
