@@ -29,7 +29,7 @@ pods=${3:-10}
 apt_install busybox-static jq bc
 if [ -z "${BERTH:-}" ]; then
   cargo build --release --locked -p berth
-  BERTH=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
+  BERTH=$(berth_bin release)
 fi
 berth=$BERTH
 

@@ -17,7 +17,7 @@ read -r -a counts <<<"${counts[*]}"
 
 apt_install busybox-static podman skopeo jq
 cargo build --release --locked -p berth
-berth=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
+berth=$(berth_bin release)
 
 work=$(mktemp -d /tmp/berth-bench-deploy.XXXXXX)
 export BERTH_ROOT=$work/root BERTH_RUN_DIR=$work/run BERTH_SOCKET=$work/run/berth.sock

@@ -43,7 +43,7 @@ if [ -n "${BERTH_BIN:-}" ]; then
   berth=$BERTH_BIN
 else
   cargo build --release --locked -p berth
-  berth=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
+  berth=$(berth_bin release)
 fi
 
 work=$(mktemp -d /tmp/berth-bench-service.XXXXXX)

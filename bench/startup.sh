@@ -16,7 +16,7 @@ runs=${1:-100}
 
 apt_install busybox-static crun runc hyperfine jq
 cargo build --release --locked -p berth
-berth=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
+berth=$(berth_bin release)
 
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 cleanup() { rm -rf "$work"; }

@@ -13,7 +13,7 @@ began=$(date +%s)
 
 step "building berth (release)"
 cargo build --release --locked -p berth
-berth=$PWD/target/release/berth
+berth=$(berth_bin release)
 export BERTH_ROOT=${BERTH_ROOT:-/var/lib/berth} BERTH_RUN_DIR=${BERTH_RUN_DIR:-/run/berth}
 export BERTH_SOCKET=${BERTH_SOCKET:-$BERTH_RUN_DIR/berth.sock}
 mkdir -p "$BERTH_RUN_DIR"

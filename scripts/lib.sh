@@ -34,6 +34,15 @@ install_kubernetes_validate() {
   export BERTH_KUBERNETES_VALIDATE="$bin"
 }
 
+# Path of the berth executable cargo builds in PROFILE (release, debug): the workspace builds for
+# the host tuple as an explicit target (.cargo/config.toml), so artifacts live below
+# target/<host tuple>/.
+berth_bin() { # berth_bin PROFILE
+  local host
+  host=$(rustc -vV | sed -n 's/^host: //p')
+  echo "${CARGO_TARGET_DIR:-$PWD/target}/$host/$1/berth"
+}
+
 install_test_deps() {
   apt_install busybox-static umoci skopeo ca-certificates python3 python3-venv jq prometheus
   cargo_install cargo-nextest cargo-nextest
