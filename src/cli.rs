@@ -428,6 +428,10 @@ pub struct RunArgs {
     /// Drop a Linux capability (ALL drops every one).
     #[arg(long = "cap-drop", value_name = "CAP")]
     pub cap_drop: Vec<String>,
+    /// Lift the isolation docker's `--privileged` lifts: every capability and device, no
+    /// seccomp filter, no masked or read-only /proc paths.
+    #[arg(long)]
+    pub privileged: bool,
     /// Image name[:tag] or digest.
     pub image: String,
     /// Command and arguments (override the image's Cmd).

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_runtime::cgroup::{CpuQuota, Resources as CgroupResources};
+use berth_runtime::cgroup::{CpuQuota, Devices, Resources as CgroupResources};
 use berth_runtime::container::config::{
     ImageRef, Mount as RuntimeMount, MountKind, User as RuntimeUser,
 };
@@ -679,6 +679,7 @@ fn merge_env(image: &[String], spec: &[(String, String)]) -> Vec<String> {
 fn apply_security(config: &mut ContainerConfig, security: &Security) {
     config.rootfs.readonly = security.read_only_root_filesystem;
     if security.privileged {
+        config.resources.devices = Devices::All;
         config.process.capabilities = all_capability_names();
         config.process.seccomp = false;
         config.process.no_new_privileges = false;
@@ -731,6 +732,7 @@ fn cgroup_resources(resources: &crate::runtime::Resources) -> CgroupResources {
             .cpu_request_millis
             .map(|millis| (millis * 1024 / 1000).clamp(2, 262_144)),
         pids_limit: resources.pids_limit,
+        devices: Devices::Standard,
     }
 }
 
@@ -909,6 +911,7 @@ mod tests {
         assert!(!caps.contains(&"CAP_KILL".to_string()));
         assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(caps.contains(&"CAP_CHOWN".to_string()));
+        assert_eq!(tweaked.resources.devices, Devices::Standard);
 
         let privileged = config(Security {
             privileged: true,
@@ -916,6 +919,7 @@ mod tests {
         });
         assert_eq!(privileged.process.capabilities, all_capability_names());
         assert!(!privileged.process.seccomp && privileged.masked_paths.is_empty());
+        assert_eq!(privileged.resources.devices, Devices::All);
     }
 
     #[test]

@@ -151,6 +151,7 @@ fn cgroup_v1_limits_are_applied_to_the_kernel_files() {
         }),
         cpu_shares: Some(256),
         pids_limit: Some(42),
+        ..Resources::default()
     };
     guard.manager.create(&path, &resources).unwrap();
     let memory = dir_of(&guard, "memory", &path);

@@ -3,13 +3,14 @@
 //! core files — procs, kill, freeze, events, cpu.stat, PSI — are exercised). Need root; skip
 //! themselves otherwise.
 
+use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_runtime::cgroup::mountinfo;
-use berth_runtime::cgroup::{CgroupManager, CgroupPath, LinuxCgroupV2, Resources};
+use berth_runtime::cgroup::{CgroupManager, CgroupPath, Devices, LinuxCgroupV2, Resources};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -96,6 +97,63 @@ fn cgroup_v2_lifecycle_on_the_real_unified_hierarchy() {
     assert!(!dir(&guard, &nested).exists());
     assert!(!dir(&guard, &path).exists());
     guard.manager.delete(&path).unwrap();
+}
+
+/// The eBPF device filter as the kernel runs it: a process moved into the cgroup can open
+/// /dev/null but not a node it made for /dev/kmsg (1:11, which opens for writing without any
+/// capability), unless the cgroup allows every device.
+#[test]
+fn cgroup_v2_device_filter_allows_only_the_standard_devices() {
+    let Some(mut guard) = setup() else { return };
+    let nodes = tempfile::tempdir().unwrap();
+    for (name, devices, expected) in [
+        ("standard", Devices::Standard, "null-ok kmsg-denied"),
+        ("all", Devices::All, "null-ok kmsg-opened"),
+    ] {
+        let path = CgroupPath::new(guard.parent.0.join(name));
+        let resources = Resources {
+            devices,
+            ..Resources::default()
+        };
+        guard.manager.create(&path, &resources).unwrap();
+        // Twice: a repeated create keeps the one program.
+        guard.manager.create(&path, &resources).unwrap();
+
+        let kmsg = nodes.path().join(format!("kmsg-{name}"));
+        nix::sys::stat::mknod(
+            &kmsg,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            nix::sys::stat::makedev(1, 11),
+        )
+        .unwrap();
+        // The child waits for a line on stdin: by then it is in the cgroup.
+        let script = format!(
+            "read _; (exec 3>/dev/null) && echo null-ok; \
+             (exec 3>{}) 2>/dev/null && echo kmsg-opened || echo kmsg-denied",
+            kmsg.display()
+        );
+        let mut child = Command::new("/bin/busybox")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn busybox sh");
+        let pid = Pid::from_raw(child.id() as i32);
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        guard.children.push(child);
+        guard.manager.add_process(&path, pid).unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        drop(stdin);
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        assert_eq!(
+            out.split_whitespace().collect::<Vec<_>>().join(" "),
+            expected,
+            "{name}"
+        );
+    }
 }
 
 fn dir(guard: &Guard, path: &CgroupPath) -> PathBuf {

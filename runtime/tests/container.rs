@@ -269,6 +269,24 @@ fn devices_and_network_none(fx: &Fixture) {
     assert_eq!(lines[4], "hi");
 }
 
+/// Capabilities do not guard devices: with CAP_MKNOD a container makes any node. Only the
+/// standard devices open; /dev/kmsg (1:11, writable without any capability) does not, unless
+/// the container is privileged.
+fn only_standard_devices_open_unless_privileged(fx: &Fixture) {
+    let script = "mknod /tmp/kmsg c 1 11 && echo made; \
+        mknod /tmp/null c 1 3 && echo x > /tmp/null && echo null-ok; \
+        (exec 3>/tmp/kmsg) 2>/dev/null && echo kmsg-opened || echo kmsg-denied";
+    let (exit, log) = fx.run_sh("devices", script);
+    assert_eq!(exit.code, 0, "{log}");
+    assert_eq!(log, "made\nnull-ok\nkmsg-denied\n");
+
+    let mut config = fx.config("devices-all", &["sh", "-c", script]);
+    config.resources.devices = berth_runtime::cgroup::Devices::All;
+    let (exit, log, _guard) = fx.run(config);
+    assert_eq!(exit.code, 0, "{log}");
+    assert_eq!(log, "made\nnull-ok\nkmsg-opened\n");
+}
+
 fn exit_codes_and_signals_propagate(fx: &Fixture) {
     let (exit, _) = fx.run_sh("exit3", "exit 3");
     assert_eq!((exit.code, exit.signal), (3, None));
@@ -644,6 +662,10 @@ fn main() {
             no_fd_leaks_into_the_container,
         ),
         ("devices_and_network_none", devices_and_network_none),
+        (
+            "only_standard_devices_open_unless_privileged",
+            only_standard_devices_open_unless_privileged,
+        ),
         (
             "exit_codes_and_signals_propagate",
             exit_codes_and_signals_propagate,

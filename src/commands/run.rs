@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use berth_runtime::cgroup::{CpuQuota, Resources};
+use berth_runtime::cgroup::{CpuQuota, Devices, Resources};
 use berth_runtime::container::config::{ImageRef, NamespaceMode};
 use berth_runtime::container::{
     ContainerConfig, ContainerId, CreateOptions, LinuxRuntime, RuntimeConfig, RuntimeError,
@@ -256,7 +256,16 @@ fn container_config(args: &RunArgs, image: &ResolvedImage) -> anyhow::Result<Con
         cpu_quota: args.cpus.as_deref().map(parse_cpus).transpose()?,
         cpu_shares: args.cpu_shares,
         pids_limit: args.pids_limit.filter(|n| *n > 0).map(|n| n as u64),
+        devices: Devices::Standard,
     };
+    if args.privileged {
+        config.resources.devices = Devices::All;
+        config.process.capabilities = berth_runtime::process::all_capability_names();
+        config.process.seccomp = false;
+        config.process.no_new_privileges = false;
+        config.masked_paths.clear();
+        config.readonly_paths.clear();
+    }
     config.auto_remove = args.rm;
     Ok(config)
 }

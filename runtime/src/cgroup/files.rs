@@ -30,6 +30,30 @@ pub(super) fn write(path: &Path, value: &str) -> Result<()> {
     })
 }
 
+/// Write each of `values` to an existing control file with a `write(2)` of its own, through one
+/// open descriptor (a kernel file takes one rule per write; a plain file ends up with all of
+/// them, one per line).
+pub(super) fn write_each(path: &Path, values: &[String]) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|source| CgroupError::Write {
+            path: path.to_path_buf(),
+            value: values.join("\n"),
+            source,
+        })?;
+    for value in values {
+        file.write_all(format!("{value}\n").as_bytes())
+            .map_err(|source| CgroupError::Write {
+                path: path.to_path_buf(),
+                value: value.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 pub(super) fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| CgroupError::Read {
         path: path.to_path_buf(),

@@ -19,8 +19,11 @@
 //!   absent and reads as 0.
 //! * Named v1 hierarchies (`name=systemd`) are not joined; `hierarchy_dirs` lists controller
 //!   hierarchies only.
-//! * Device access control (v1 `devices.allow`/`deny`, v2 eBPF) is not handled here.
+//! * Device access: [`Resources::devices`] (see [`devices`]). v1 writes the allow list to the
+//!   `devices` hierarchy at every `create`; v2 attaches an eBPF device program to a cgroup that
+//!   has none yet ([`devices::DeviceFilter`], injected so fake trees record it).
 
+pub mod devices;
 mod files;
 pub mod mountinfo;
 #[cfg(any(test, feature = "testing"))]
@@ -35,6 +38,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+pub use devices::{DeviceFilter, DeviceFilterError, Devices, LinuxDeviceFilter};
 pub use v1::LinuxCgroupV1;
 pub use v2::LinuxCgroupV2;
 
@@ -131,6 +135,9 @@ pub struct Resources {
     pub cpu_shares: Option<u64>,
     /// Maximum number of tasks (pids.max).
     pub pids_limit: Option<u64>,
+    /// Which devices the processes may make and open; applied by `create` only.
+    #[serde(default)]
+    pub devices: Devices,
 }
 
 /// Usage counters read from the cgroup, in the units cAdvisor reports.
@@ -194,6 +201,12 @@ pub enum CgroupError {
     InvalidPath { path: PathBuf, reason: &'static str },
     #[error("controller {controller} is not available for cgroup {path}")]
     ControllerMissing { controller: String, path: PathBuf },
+    #[error("cannot restrict the devices of cgroup {path}")]
+    Devices {
+        path: PathBuf,
+        #[source]
+        source: DeviceFilterError,
+    },
     #[error("cannot send {signal} to pid {pid} of cgroup {path}")]
     Signal {
         path: PathBuf,
@@ -211,7 +224,8 @@ pub trait CgroupManager: Send + Sync + std::fmt::Debug {
     fn version(&self) -> CgroupVersion;
     /// The layout this manager drives ([`manager`] rebuilds it).
     fn layout(&self) -> Layout;
-    /// Create the cgroup (and its parents) and apply `resources`. Idempotent.
+    /// Create the cgroup (and its parents), apply `resources` and put its device allow list in
+    /// force. Idempotent.
     fn create(&self, path: &CgroupPath, resources: &Resources) -> Result<()>;
     /// Change the limits of an existing cgroup.
     fn update(&self, path: &CgroupPath, resources: &Resources) -> Result<()>;

@@ -8,8 +8,49 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::CgroupPath;
+use super::devices::{DeviceFilter, DeviceFilterError, DeviceRule};
+
+/// A [`DeviceFilter`] that records what it was asked to attach (a fake tree is no cgroup to
+/// attach an eBPF program to), or fails with `errno` when told to.
+#[derive(Debug, Default)]
+pub struct RecordingDeviceFilter {
+    attached: Mutex<Vec<(PathBuf, Vec<DeviceRule>)>>,
+    fail: Option<nix::errno::Errno>,
+}
+
+impl RecordingDeviceFilter {
+    /// A filter whose every attach fails with `errno`.
+    pub fn failing(errno: nix::errno::Errno) -> Self {
+        Self {
+            fail: Some(errno),
+            ..Self::default()
+        }
+    }
+
+    /// The (cgroup directory, rules) of every successful attach, in order.
+    pub fn attached(&self) -> Vec<(PathBuf, Vec<DeviceRule>)> {
+        self.attached.lock().expect("recorder lock").clone()
+    }
+}
+
+impl DeviceFilter for RecordingDeviceFilter {
+    fn attach(&self, cgroup_dir: &Path, rules: &[DeviceRule]) -> Result<(), DeviceFilterError> {
+        if let Some(source) = self.fail {
+            return Err(DeviceFilterError::Attach {
+                path: cgroup_dir.to_path_buf(),
+                source,
+            });
+        }
+        self.attached
+            .lock()
+            .expect("recorder lock")
+            .push((cgroup_dir.to_path_buf(), rules.to_vec()));
+        Ok(())
+    }
+}
 
 /// Controllers a fake v2 root offers.
 pub const V2_ROOT_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids rdma misc";
@@ -223,6 +264,11 @@ impl FakeCgroupFs {
                     f("pids.current", "0\n");
                 }
                 "freezer" if !root => f("freezer.state", "THAWED\n"),
+                "devices" => {
+                    f("devices.allow", "");
+                    f("devices.deny", "");
+                    f("devices.list", "a *:* rwm\n");
+                }
                 _ => {}
             }
         }

@@ -233,6 +233,13 @@ impl CgroupManager for LinuxCgroupV1 {
         for mount in self.hierarchies() {
             self.create_in(mount, &relative)?;
         }
+        if let (Some(rules), Some(dir)) = (resources.devices.rules(), self.dir("devices", path)?) {
+            // Deny everything, then allow each rule: one rule per write(2). No task is in the
+            // cgroup yet, so none sees the moment in between.
+            files::write(&dir.join("devices.deny"), "a")?;
+            let lines: Vec<String> = rules.iter().map(ToString::to_string).collect();
+            files::write_each(&dir.join("devices.allow"), &lines)?;
+        }
         self.update(path, resources)
     }
 
@@ -407,6 +414,7 @@ mod tests {
             }),
             cpu_shares: Some(512),
             pids_limit: Some(64),
+            ..Resources::default()
         };
         manager.create(&path, &resources).unwrap();
 
@@ -444,6 +452,29 @@ mod tests {
             .unwrap();
         assert!(dir.path().join("cpu,cpuacct/berth/new").is_dir());
         assert!(dir.path().join("memory/berth/new").is_dir());
+    }
+
+    #[test]
+    fn create_denies_every_device_but_the_standard_ones_unless_all_are_allowed() {
+        let (_dir, fake, manager, path) = setup();
+        manager.create(&path, &Resources::default()).unwrap();
+        assert_eq!(fake.read("devices/berth/c1/devices.deny"), "a");
+        let allowed = fake.read("devices/berth/c1/devices.allow");
+        let lines: Vec<&str> = allowed.lines().collect();
+        assert_eq!(lines.len(), 11, "{allowed}");
+        assert_eq!(lines[..3], ["c *:* m", "b *:* m", "c 1:3 rwm"]);
+        assert!(lines.contains(&"c 136:* rwm"));
+
+        // A privileged container's cgroup keeps the parent's allow-everything.
+        let privileged = CgroupPath::new("/berth/c2");
+        fake.add_cgroup(&privileged, &[]);
+        let all = Resources {
+            devices: super::super::Devices::All,
+            ..Resources::default()
+        };
+        manager.create(&privileged, &all).unwrap();
+        assert_eq!(fake.read("devices/berth/c2/devices.deny"), "");
+        assert_eq!(fake.read("devices/berth/c2/devices.allow"), "");
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! cgroup v2: the unified hierarchy.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::devices::{DeviceFilter, LinuxDeviceFilter};
 use super::files::{self, POLL_INTERVAL};
 use super::{
     CgroupError, CgroupManager, CgroupPath, CgroupVersion, DEFAULT_KILL_TIMEOUT, Resources, Result,
@@ -30,6 +32,7 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 pub struct LinuxCgroupV2 {
     root: PathBuf,
     kill_timeout: Duration,
+    device_filter: Arc<dyn DeviceFilter>,
 }
 
 impl LinuxCgroupV2 {
@@ -37,7 +40,15 @@ impl LinuxCgroupV2 {
         Self {
             root: root.into(),
             kill_timeout: DEFAULT_KILL_TIMEOUT,
+            device_filter: Arc::new(LinuxDeviceFilter),
         }
+    }
+
+    /// Put device allow lists in force with `filter` instead of the kernel's eBPF (a fake tree
+    /// is no cgroup to attach a program to).
+    pub fn with_device_filter(mut self, filter: Arc<dyn DeviceFilter>) -> Self {
+        self.device_filter = filter;
+        self
     }
 
     /// How long `signal_all(SIGKILL)` and `delete` wait for the cgroup to empty.
@@ -176,6 +187,14 @@ impl CgroupManager for LinuxCgroupV2 {
             self.enable_controllers(&dir)?;
             dir.push(component);
             files::create_dir(&dir)?;
+        }
+        if let Some(rules) = resources.devices.rules() {
+            self.device_filter
+                .attach(&dir, &rules)
+                .map_err(|source| CgroupError::Devices {
+                    path: dir.clone(),
+                    source,
+                })?;
         }
         self.update(path, resources)
     }
@@ -316,17 +335,62 @@ mod tests {
 
     use super::*;
     use crate::cgroup::CpuQuota;
-    use crate::cgroup::testing::FakeCgroupFs;
+    use crate::cgroup::testing::{FakeCgroupFs, RecordingDeviceFilter};
+    use crate::cgroup::{Devices, devices};
 
     const ALL: &[&str] = &["cpuset", "cpu", "io", "memory", "pids"];
 
     fn setup(controllers: &[&str]) -> (tempfile::TempDir, FakeCgroupFs, LinuxCgroupV2, CgroupPath) {
+        let (dir, fake, manager, path, _) = setup_recording(controllers);
+        (dir, fake, manager, path)
+    }
+
+    fn setup_recording(
+        controllers: &[&str],
+    ) -> (
+        tempfile::TempDir,
+        FakeCgroupFs,
+        LinuxCgroupV2,
+        CgroupPath,
+        Arc<RecordingDeviceFilter>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let fake = FakeCgroupFs::v2(dir.path());
-        let manager = LinuxCgroupV2::new(dir.path());
+        let filter = Arc::new(RecordingDeviceFilter::default());
+        let manager = LinuxCgroupV2::new(dir.path()).with_device_filter(filter.clone());
         let path = CgroupPath::new("/berth/c1");
         fake.add_cgroup(&path, controllers);
-        (dir, fake, manager, path)
+        (dir, fake, manager, path, filter)
+    }
+
+    #[test]
+    fn create_attaches_the_standard_device_filter_to_the_leaf_only() {
+        let (dir, _fake, manager, path, filter) = setup_recording(ALL);
+        manager.create(&path, &Resources::default()).unwrap();
+        assert_eq!(
+            filter.attached(),
+            [(dir.path().join("berth/c1"), devices::standard_rules())]
+        );
+
+        // Privileged: nothing attached.
+        let all = Resources {
+            devices: Devices::All,
+            ..Resources::default()
+        };
+        manager.create(&path, &all).unwrap();
+        assert_eq!(filter.attached().len(), 1);
+    }
+
+    #[test]
+    fn a_device_filter_that_cannot_be_attached_fails_the_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeCgroupFs::v2(dir.path());
+        let path = CgroupPath::new("/berth/c1");
+        fake.add_cgroup(&path, ALL);
+        let filter = Arc::new(RecordingDeviceFilter::failing(nix::errno::Errno::EPERM));
+        let manager = LinuxCgroupV2::new(dir.path()).with_device_filter(filter);
+        let err = manager.create(&path, &Resources::default()).unwrap_err();
+        assert!(matches!(&err, CgroupError::Devices { .. }), "{err}");
     }
 
     fn sleeper() -> Child {
@@ -383,6 +447,7 @@ mod tests {
             }),
             cpu_shares: Some(1024),
             pids_limit: Some(5),
+            ..Resources::default()
         };
         manager.create(&path, &resources).unwrap();
         assert_eq!(fake.read("berth/c1/memory.max"), "16777216");
