@@ -55,11 +55,8 @@ fn exec_streams_output_and_propagates_exit_codes() {
     let timed = env.berth(&["container", "exec", "--timeout", "1", &name, "sleep", "30"]);
     assert_eq!(timed.status.code(), Some(137), "{}", stderr(&timed));
 
-    assert!(
-        env.berth(&["container", "rm", "-f", &name])
-            .status
-            .success()
-    );
+    let removed = env.berth(&["container", "rm", "-f", &name]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
     let gone = env.berth(&["container", "exec", &name, "true"]);
     assert_eq!(gone.status.code(), Some(1));
     assert!(

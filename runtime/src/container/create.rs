@@ -93,12 +93,21 @@ fn io_err(id: &ContainerId, path: &Path) -> impl Fn(std::io::Error) -> RuntimeEr
     }
 }
 
-/// Reserve the id and name and write `config.json` and the overlay directories. On failure
-/// nothing is left behind.
-pub(crate) fn write_files(runtime: &RuntimeConfig, config: &ContainerConfig) -> Result<()> {
+/// Reserve the id (and an explicitly given name) and write `config.json`: what must exist
+/// before the shim starts. The rest comes from the shim and the init while the other sets up
+/// (see [`crate::shim`]): the overlay's `upper` and `work` from the init, the log and (with
+/// [`CreateOptions::start`]) the state directory from the shim. On failure nothing is left
+/// behind.
+pub(crate) fn write_files(
+    runtime: &RuntimeConfig,
+    config: &ContainerConfig,
+    options: CreateOptions,
+) -> Result<()> {
     let id = &config.id;
     let containers = runtime.root.join("containers");
     std::fs::create_dir_all(&containers).map_err(io_err(id, &containers))?;
+    let mount_point = super::mount_point(&runtime.run_dir);
+    std::fs::create_dir_all(&mount_point).map_err(io_err(id, &mount_point))?;
     let dir = container_dir(&runtime.root, id);
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
@@ -108,12 +117,6 @@ pub(crate) fn write_files(runtime: &RuntimeConfig, config: &ContainerConfig) -> 
         Err(e) => return Err(io_err(id, &dir)(e)),
     }
     let result = reserve_name(runtime, config).and_then(|()| {
-        // No mount point directory: the overlay is mounted over the state directory, inside the
-        // init's private mount namespace (one directory less to create and remove per run).
-        for sub in ["upper", "work"] {
-            let path = dir.join(sub);
-            std::fs::create_dir(&path).map_err(io_err(id, &path))?;
-        }
         let path = dir.join("config.json");
         let json = serde_json::to_vec_pretty(config).map_err(|source| RuntimeError::Json {
             id: id.to_string(),
@@ -121,6 +124,10 @@ pub(crate) fn write_files(runtime: &RuntimeConfig, config: &ContainerConfig) -> 
             source,
         })?;
         std::fs::write(&path, json).map_err(io_err(id, &path))?;
+        if options.start {
+            return Ok(());
+        }
+        // The exec fifo the shim makes before the init exists lives here.
         let run = state_dir(&runtime.run_dir, id);
         std::fs::create_dir_all(&run).map_err(io_err(id, &run))
     });
@@ -139,10 +146,21 @@ pub(crate) fn write_files(runtime: &RuntimeConfig, config: &ContainerConfig) -> 
 }
 
 /// `<root>/names/<name>` is a symlink to the id; creating it is the atomic reservation. A link
-/// left by a container that no longer exists is taken over.
+/// left by a container that no longer exists is taken over. A generated name (the id's short
+/// form) needs no link: it is unique with the id, and lookups find it as an id prefix; a name
+/// given explicitly may not be another container's generated one.
 fn reserve_name(runtime: &RuntimeConfig, config: &ContainerConfig) -> Result<()> {
-    let names = runtime.root.join("names");
     let id = &config.id;
+    if config.name == id.short() {
+        return Ok(());
+    }
+    if let Some(owner) = generated_name_owner(runtime, &config.name) {
+        return Err(RuntimeError::NameInUse {
+            name: config.name.clone(),
+            id: owner,
+        });
+    }
+    let names = runtime.root.join("names");
     std::fs::create_dir_all(&names).map_err(io_err(id, &names))?;
     let link = names.join(&config.name);
     for _ in 0..2 {
@@ -177,6 +195,31 @@ fn reserve_name(runtime: &RuntimeConfig, config: &ContainerConfig) -> Result<()>
     })
 }
 
+/// The id of a container whose generated name is `name`, if any. Generated names are the
+/// first 12 characters of an id, so only such names are looked for.
+fn generated_name_owner(runtime: &RuntimeConfig, name: &str) -> Option<String> {
+    if name.len() != 12 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let entries = std::fs::read_dir(runtime.root.join("containers")).ok()?;
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|owner| owner.starts_with(name))
+        .find(|owner| {
+            let config = std::fs::read(
+                runtime
+                    .root
+                    .join("containers")
+                    .join(owner)
+                    .join("config.json"),
+            );
+            config
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<ContainerConfig>(&bytes).ok())
+                .is_some_and(|config| config.name == name)
+        })
+}
+
 impl LinuxRuntime {
     /// Create the container: its init is set up (namespaces, rootfs, user, capabilities) and
     /// waits for [`LinuxRuntime::start`].
@@ -189,7 +232,7 @@ impl LinuxRuntime {
                 message: format!("invalid container name {:?}", config.name),
             });
         }
-        write_files(&self.config, &config)?;
+        write_files(&self.config, &config, options)?;
         match self.spawn_shim(&config, options) {
             Ok(created) => Ok(created),
             Err(original) => {
@@ -230,7 +273,7 @@ impl LinuxRuntime {
         // exec of berth's binary. A detached shim is spawned even then: a forked one would keep
         // the caller's heap for the container's lifetime. The daemon is multi-threaded.
         if !options.detach && crate::shim::supervise::single_threaded() {
-            let child = crate::shim::supervise::fork(&args, &sync_write).map_err(|e| {
+            let child = crate::shim::supervise::fork(&args, config, &sync_write).map_err(|e| {
                 RuntimeError::Kernel {
                     id: id.to_string(),
                     source: crate::syscall::SyscallError::new("fork", "shim", e),

@@ -7,12 +7,14 @@
 //! <root>/containers/<id>/config.json     ContainerConfig (incl. image manifest digest)
 //! <root>/containers/<id>/container.log   CRI-format output (rotated to .1, .2 …)
 //! <root>/containers/<id>/{upper,work}   the overlay's writable layer
-//! <root>/names/<name> -> <id>            name reservation (atomic symlink)
+//! <root>/names/<name> -> <id>            reservation of a name given explicitly (atomic symlink)
 //! <run_dir>/containers/<id>/state.json   State, written by the shim
 //! <run_dir>/containers/<id>/exec.fifo    start handshake, gone once started
+//! <run_dir>/mnt                          empty: where every init mounts its overlay
 //! ```
-//! The overlay is mounted over `<run_dir>/containers/<id>` inside the init's private mount
-//! namespace (then pivoted into); the host never sees the mount.
+//! Each init mounts its overlay on `<run_dir>/mnt` inside its own private mount namespace (then
+//! pivots into it), so one empty directory serves every container and the host never sees the
+//! mounts.
 //! Container phases are described in [`state`].
 
 pub mod attach;
@@ -360,6 +362,12 @@ pub(crate) fn container_dir(root: &Path, id: &ContainerId) -> PathBuf {
     root.join("containers").join(id.as_str())
 }
 
+/// The directory every container's init mounts its root filesystem on, in its own mount
+/// namespace.
+pub(crate) fn mount_point(run_dir: &Path) -> PathBuf {
+    run_dir.join("mnt")
+}
+
 pub(crate) fn state_dir(run_dir: &Path, id: &ContainerId) -> PathBuf {
     run_dir.join("containers").join(id.as_str())
 }
@@ -420,7 +428,7 @@ mod tests {
                 name: "busybox".into(),
                 manifest_digest: format!("sha256:{name}"),
             });
-            create::write_files(&runtime.config, &config).unwrap();
+            create::write_files(&runtime.config, &config, CreateOptions::default()).unwrap();
         }
         assert_eq!(runtime.resolve("abc123").unwrap().as_str(), "abc123");
         assert_eq!(runtime.resolve("db").unwrap().as_str(), "abd456");
@@ -449,12 +457,32 @@ mod tests {
             ContainerConfig::new("x1".parse().unwrap(), vec!["/l".into()], vec!["sh".into()]);
         clash.name = "web".into();
         assert!(matches!(
-            create::write_files(&runtime.config, &clash),
+            create::write_files(&runtime.config, &clash, CreateOptions::default()),
             Err(RuntimeError::NameInUse { .. })
         ));
         assert!(
             !runtime.container_dir(&clash.id).exists(),
             "a refused create leaves nothing"
         );
+
+        // A generated name (the id's short form) has no link and is found as an id prefix; an
+        // explicit name may not take it.
+        let generated: ContainerId = "0123456789abcdef0123".parse().unwrap();
+        let mut config =
+            ContainerConfig::new(generated.clone(), vec!["/l".into()], vec!["sh".into()]);
+        config.name = generated.short().to_string();
+        create::write_files(&runtime.config, &config, CreateOptions::default()).unwrap();
+        assert!(!dir.path().join("root/names/0123456789ab").exists());
+        assert_eq!(runtime.resolve("0123456789ab").unwrap(), generated);
+        let mut taker = ContainerConfig::new(
+            "fedcba".parse().unwrap(),
+            vec!["/l".into()],
+            vec!["sh".into()],
+        );
+        taker.name = "0123456789ab".into();
+        assert!(matches!(
+            create::write_files(&runtime.config, &taker, CreateOptions::default()),
+            Err(RuntimeError::NameInUse { id, .. }) if id == generated.as_str()
+        ));
     }
 }

@@ -1,8 +1,9 @@
 //! The container init: runs in the child the shim forks, already in the new pid namespace, and
 //! ends in `execve` of the user's process or `_exit` after reporting why it could not.
 //!
-//! It unshares its namespaces while the shim makes the cgroup, then moves itself into the
-//! cgroup ([`crate::cgroup::join_self`], before it unshares its cgroup namespace). It talks to
+//! It unshares its namespaces and makes the overlay's `upper` and `work` directories while the
+//! shim makes the cgroup, then moves itself into the cgroup ([`crate::cgroup::join_self`],
+//! before it unshares its cgroup namespace). It talks to
 //! the shim over the CLOEXEC `status` pipe ([`StatusMessage`]: `Ready`, `Started` or an error;
 //! end of file after `Started` means the exec succeeded). Unless told to start at once it waits
 //! for `start` on a fifo whose read end the shim opened for it.
@@ -82,7 +83,9 @@ impl StatusMessage {
 #[derive(Debug)]
 pub struct InitContext<'a> {
     pub config: &'a ContainerConfig,
+    /// Empty directory the overlay is mounted on (in this process's mount namespace only).
     pub rootfs: PathBuf,
+    /// The overlay's writable layer and work directory, made here.
     pub upper: PathBuf,
     pub work: PathBuf,
     pub cgroup_version: CgroupVersion,
@@ -229,6 +232,15 @@ fn setup_and_exec(
             .map_err(InitError::Hostname)?;
     }
     apply_rlimits(syscall, &config.process.rlimits)?;
+    // The writable layer: its root is the container's `/`, hence 0755.
+    for dir in [&ctx.upper, &ctx.work] {
+        syscall.mkdir_all(dir, 0o755).map_err(|source| {
+            InitError::Rootfs(crate::rootfs::RootfsError::Prepare {
+                path: dir.clone(),
+                source,
+            })
+        })?;
+    }
 
     // Then into the container's cgroup, before the cgroup namespace (rooted where the process
     // is) and before anything the container's limits should cover.

@@ -4,7 +4,8 @@
 //! auto-remove, deletes the container.
 //!
 //! ```text
-//!  Spawned ──(detach: fork, setsid)──► fork init ──cgroup made, init told──► WaitingReady
+//!  Spawned ──(detach: fork, setsid)──► fork init ──cgroup made, init told──► log opened
+//!     (and with `start` the state directory made, while the init mounts) ──► WaitingReady
 //!     WaitingReady ──init "R"──► Created (state.json, runtime told "C<pid>")
 //!     WaitingReady ──init "S"──► Running (with `start`: no fifo, no Created state saved)
 //!     WaitingReady ──init "E"──► runtime told "E<code>\t<msg>" ──► exit
@@ -123,7 +124,7 @@ pub(crate) fn dispatch(marker: &str, json: &[u8]) -> Option<i32> {
     };
     Some(match marker {
         SHIM_MARKER => match serde_json::from_slice::<ShimArgs>(json) {
-            Ok(shim_args) => supervise::run(shim_args),
+            Ok(shim_args) => supervise::run(shim_args, None),
             Err(err) => invalid("shim", err),
         },
         EXEC_MARKER => match serde_json::from_slice(json) {

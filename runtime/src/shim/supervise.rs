@@ -122,7 +122,11 @@ pub(crate) fn single_threaded() -> bool {
 /// gets: stdin (and unless `attach` stdout/stderr) on /dev/null, `sync` at [`super::SYNC_FD`],
 /// no other descriptor, an empty signal mask. The caller must be single-threaded
 /// ([`single_threaded`]); the child exits with the shim's exit code and never returns.
-pub(crate) fn fork(args: &ShimArgs, sync: &OwnedFd) -> Result<Pid, Errno> {
+pub(crate) fn fork(
+    args: &ShimArgs,
+    config: &ContainerConfig,
+    sync: &OwnedFd,
+) -> Result<Pid, Errno> {
     let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())?;
     // SAFETY: the caller checked that this process is single-threaded, so the child may run
     // ordinary code; it never returns into the caller's frames (it ends in _exit).
@@ -164,7 +168,7 @@ pub(crate) fn fork(args: &ShimArgs, sync: &OwnedFd) -> Result<Pid, Errno> {
                 unsafe { libc::_exit(125) }
             }
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-            let code = run(args.clone());
+            let code = run(args.clone(), Some(config.clone()));
             // SAFETY: _exit skips the caller's atexit handlers and buffered stdout, which
             // belong to the parent.
             unsafe { libc::_exit(code) }
@@ -172,8 +176,10 @@ pub(crate) fn fork(args: &ShimArgs, sync: &OwnedFd) -> Result<Pid, Errno> {
     }
 }
 
-/// Entry point; returns the shim's exit code (the container's).
-pub(super) fn run(args: ShimArgs) -> i32 {
+/// Entry point; returns the shim's exit code (the container's). `config` is the container's
+/// configuration when the caller has it at hand (a forked shim), else it is read from
+/// `config.json`.
+pub(super) fn run(args: ShimArgs, config: Option<ContainerConfig>) -> i32 {
     // SAFETY: ignoring SIGPIPE installs no handler; a closed terminal must not kill the shim.
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
     // SAFETY: the runtime placed our end of the sync pipe at SYNC_FD for this process alone.
@@ -208,7 +214,7 @@ pub(super) fn run(args: ShimArgs) -> i32 {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 
     let syscall = LinuxSyscall;
-    let mut shim = match Shim::start(&syscall, &args, sync) {
+    let mut shim = match Shim::start(&syscall, &args, config, sync) {
         Ok(shim) => shim,
         Err(code) => return code,
     };
@@ -248,9 +254,14 @@ struct Pipes {
 impl<'a> Shim<'a> {
     /// Set everything up and fork the init; report the outcome on `sync`. On failure the
     /// error has been reported and the cgroup removed; the exit code is returned.
-    fn start(syscall: &'a dyn Syscall, args: &'a ShimArgs, sync: OwnedFd) -> Result<Self, i32> {
+    fn start(
+        syscall: &'a dyn Syscall,
+        args: &'a ShimArgs,
+        config: Option<ContainerConfig>,
+        sync: OwnedFd,
+    ) -> Result<Self, i32> {
         let mut cgroups = None;
-        match Self::try_start(syscall, args, &mut cgroups) {
+        match Self::try_start(syscall, args, config, &mut cgroups) {
             Ok(shim) => {
                 report(
                     &sync,
@@ -280,15 +291,21 @@ impl<'a> Shim<'a> {
     fn try_start(
         syscall: &'a dyn Syscall,
         args: &'a ShimArgs,
+        config: Option<ContainerConfig>,
         cgroups_out: &mut Option<Box<dyn CgroupManager>>,
     ) -> Result<Self, ShimError> {
-        let config_path = args.container_dir.join("config.json");
-        let config: ContainerConfig = std::fs::read(&config_path)
-            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(std::io::Error::other))
-            .map_err(|source| ShimError::Config {
-                path: config_path,
-                source,
-            })?;
+        let config = match config {
+            Some(config) => config,
+            None => {
+                let config_path = args.container_dir.join("config.json");
+                std::fs::read(&config_path)
+                    .and_then(|bytes| serde_json::from_slice(&bytes).map_err(std::io::Error::other))
+                    .map_err(|source| ShimError::Config {
+                        path: config_path,
+                        source,
+                    })?
+            }
+        };
         let id = config.id.to_string();
 
         let cgroup_err = |source| ShimError::Cgroup {
@@ -301,9 +318,6 @@ impl<'a> Shim<'a> {
         let cgroup_version = cgroups.version();
         let cgroup_dirs = cgroups.hierarchy_dirs(&args.cgroup_path);
         let cgroup_join = cgroups.join_files(&args.cgroup_path).map_err(cgroup_err)?;
-
-        let log_path = args.container_dir.join("container.log");
-        let log = CriLogWriter::open(log_path, config.log).map_err(ShimError::Log)?;
 
         let pipe = |what| {
             nix::unistd::pipe2(OFlag::O_CLOEXEC)
@@ -372,9 +386,7 @@ impl<'a> Shim<'a> {
                 ));
                 let ctx = InitContext {
                     config: &config,
-                    // The overlay goes over the state directory, in the init's own mount
-                    // namespace only: the host keeps seeing state.json there.
-                    rootfs: args.state_dir.clone(),
+                    rootfs: crate::container::mount_point(&args.run_dir),
                     upper: args.container_dir.join("upper"),
                     work: args.container_dir.join("work"),
                     cgroup_version,
@@ -402,13 +414,32 @@ impl<'a> Shim<'a> {
             pipes.cgroup_ready.0,
         ));
 
-        // The init unshares its namespaces meanwhile. A failure kills it before it joins.
+        // The init unshares its namespaces and makes the overlay directories meanwhile. A
+        // failure kills it before it joins.
         let cgroups = cgroups_out.insert(cgroups);
         if let Err(source) = cgroups.create(&args.cgroup_path, &config.resources) {
             return Err(abandon(init, cgroup_err(source)));
         }
         let _ = write_all(pipes.cgroup_ready.1.as_fd(), b"C");
         drop(pipes.cgroup_ready.1);
+
+        // While the init mounts its root filesystem: the log (output waits in the pipes) and,
+        // started at once, the state directory (otherwise the caller made it for the fifo).
+        let log_path = args.container_dir.join("container.log");
+        let log = match CriLogWriter::open(log_path, config.log) {
+            Ok(log) => log,
+            Err(err) => return Err(abandon(init, ShimError::Log(err))),
+        };
+        if args.start
+            && let Err(err) = std::fs::create_dir_all(&args.state_dir)
+        {
+            let source = SyscallError::path(
+                "mkdir",
+                &args.state_dir,
+                Errno::from_raw(err.raw_os_error().unwrap_or(0)),
+            );
+            return Err(abandon(init, kernel(&id, "state directory")(source)));
+        }
 
         // Ready (waiting for start), or Started at once with `start`. Anything after Started
         // in the same read (an exec failure) is kept for the exit.
