@@ -117,6 +117,14 @@ fn assert_nothing_left(fx: &Fixture, id: &ContainerId) {
             .join(id.as_str());
         assert!(!dir.exists(), "cgroup left: {}", dir.display());
     }
+    for base in [&config.root, &config.run_dir] {
+        let trashed = base.join("trash").join(id.as_str());
+        assert!(
+            !trashed.exists(),
+            "left in the trash: {}",
+            trashed.display()
+        );
+    }
     let link = config.root.join("names").join(id.as_str());
     assert!(std::fs::symlink_metadata(link).is_err(), "name left");
 }
@@ -573,6 +581,40 @@ fn auto_remove_leaves_nothing(fx: &Fixture) {
     assert_nothing_left(fx, &id);
 }
 
+/// `berth run --rm` in the foreground: the caller is told the exit code once the container is
+/// gone from every listing; the shim deletes its cgroup and directories after that.
+fn foreground_caller_hears_the_exit_before_the_cleanup(fx: &Fixture) {
+    let mut config = fx.config("fgrm", &["sh", "-c", "exit 3"]);
+    config.auto_remove = true;
+    let id = config.id.clone();
+    let created = fx
+        .runtime
+        .create(
+            config,
+            CreateOptions {
+                detach: false,
+                attach: false,
+                start: true,
+            },
+        )
+        .expect("create");
+    let mut reports = created.reports.expect("foreground reports");
+    assert_eq!(
+        reports.next_report(),
+        Some(berth_runtime::shim::SyncMessage::Exited { code: 3 })
+    );
+    assert!(matches!(
+        fx.runtime.resolve(id.as_str()),
+        Err(RuntimeError::NotFound(_))
+    ));
+    assert!(!fx.runtime.state_dir(&id).exists());
+    assert!(!fx.runtime.ids().unwrap().contains(&id));
+    let status = created.shim.expect("shim").wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(reports.next_report(), None);
+    assert_nothing_left(fx, &id);
+}
+
 fn readonly_rootfs_and_extra_mounts(fx: &Fixture) {
     let host_dir = fx.rootfs.parent().unwrap().join("shared");
     std::fs::create_dir_all(&host_dir).unwrap();
@@ -662,6 +704,10 @@ fn main() {
             no_fd_leaks_into_the_container,
         ),
         ("devices_and_network_none", devices_and_network_none),
+        (
+            "foreground_caller_hears_the_exit_before_the_cleanup",
+            foreground_caller_hears_the_exit_before_the_cleanup,
+        ),
         (
             "only_standard_devices_open_unless_privileged",
             only_standard_devices_open_unless_privileged,

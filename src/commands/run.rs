@@ -69,7 +69,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(err) => return Ok(fail(&err)),
     };
     let shim = created.shim.context("foreground shim missing")?;
-    let code = proxy.wait(&runtime, &id, shim)?;
+    let code = proxy.wait(&runtime, &id, shim, created.reports)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 

@@ -89,13 +89,26 @@ impl Env {
 
     /// No container directory, state, cgroup or mount of this environment remains.
     pub fn assert_no_containers_left(&self) {
+        let entries = |dir: &Path| -> Vec<_> {
+            std::fs::read_dir(dir)
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default()
+        };
         for dir in [
             self.root().join("containers"),
             self.run_dir().join("containers"),
         ] {
-            let left: Vec<_> = std::fs::read_dir(&dir)
-                .map(|d| d.flatten().map(|e| e.file_name()).collect())
-                .unwrap_or_default();
+            let left = entries(&dir);
+            assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+        }
+        // A removed container's shim deletes its cgroup and then its directories from the
+        // trash just after reporting the exit: they go within moments.
+        for dir in [self.root().join("trash"), self.run_dir().join("trash")] {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !entries(&dir).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let left = entries(&dir);
             assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
         }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

@@ -13,6 +13,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::{ContainerId, LinuxRuntime, Result, RuntimeError, ShimProcess};
+use crate::shim::{ShimReports, SyncMessage};
 use crate::syscall::SyscallError;
 
 const PROXIED: [Signal; 6] = [
@@ -49,13 +50,16 @@ impl SignalProxy {
         Ok(Self { fd, previous })
     }
 
-    /// Forward signals to container `id` until `shim` exits; return the container's exit code
-    /// (the shim exits with it).
+    /// Forward signals to container `id` until its exit is known; return the container's exit
+    /// code. That is as soon as the shim reports it on `reports` (its exit recorded, or with
+    /// auto-remove the container gone from every listing), while the shim goes on deleting the
+    /// cgroup and files; or, if it never does, when the shim exits with the code.
     pub fn wait(
         &self,
         runtime: &LinuxRuntime,
         id: &ContainerId,
         mut shim: ShimProcess,
+        mut reports: Option<ShimReports>,
     ) -> Result<i32> {
         let kernel = |source| RuntimeError::Kernel {
             id: id.to_string(),
@@ -63,16 +67,30 @@ impl SignalProxy {
         };
         let pidfd = runtime.syscall.pidfd_open(shim.pid()).map_err(kernel)?;
         loop {
-            let mut fds = [
+            let mut fds = vec![
                 PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.fd.as_fd(), PollFlags::POLLIN),
             ];
+            if let Some(reports) = &reports {
+                fds.push(PollFd::new(reports.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(kernel(SyscallError::new("poll", "shim", e))),
             }
-            let shim_done = fds[0].revents().is_some_and(|r| !r.is_empty());
+            let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+            let shim_done = ready(&fds[0]);
+            let reported = fds.get(2).is_some_and(ready);
+            drop(fds);
+            if reported && let Some(open) = &mut reports {
+                match open.next_report() {
+                    Some(SyncMessage::Exited { code }) => return Ok(code),
+                    Some(_) => {}
+                    // The shim closed its end without a report: its exit code will tell.
+                    None => reports = None,
+                }
+            }
             while let Ok(Some(info)) = self.fd.read_signal() {
                 if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
                     tracing::debug!(?signal, "forwarding signal to the container");

@@ -2,8 +2,7 @@
 //! init is set up and waiting for `start` (or report why it could not be).
 
 use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -18,7 +17,7 @@ use super::{
     ContainerId, LinuxRuntime, Result, RuntimeConfig, RuntimeError, container_dir, state_dir,
 };
 use crate::shim::zygote::HelperFds;
-use crate::shim::{SHIM_MARKER, SYNC_FD, ShimArgs, SyncMessage};
+use crate::shim::{SHIM_MARKER, SYNC_FD, ShimArgs, ShimReports, SyncMessage};
 
 /// How the shim runs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +44,9 @@ pub struct Created {
     /// The shim when not detached: the caller's child, which exits with the container's exit
     /// code (0-255) once it has recorded the exit.
     pub shim: Option<ShimProcess>,
+    /// When not detached, the shim's later reports: [`SyncMessage::Exited`] as soon as the exit
+    /// is recorded, before the shim deletes the cgroup (and, with auto-remove, the files).
+    pub reports: Option<ShimReports>,
 }
 
 /// A foreground shim, the caller's child: spawned (a re-executed berth) or forked from a
@@ -282,7 +284,7 @@ impl LinuxRuntime {
             drop(sync_write);
             return self.created(
                 id,
-                read_sync(sync_read),
+                ShimReports::new(sync_read),
                 ShimProcess::Forked(child),
                 options,
             );
@@ -306,7 +308,7 @@ impl LinuxRuntime {
                     drop(sync_write);
                     return self.created(
                         id,
-                        read_sync(sync_read),
+                        ShimReports::new(sync_read),
                         ShimProcess::Zygote(child),
                         options,
                     );
@@ -338,7 +340,7 @@ impl LinuxRuntime {
         drop(sync_write);
         self.created(
             id,
-            read_sync(sync_read),
+            ShimReports::new(sync_read),
             ShimProcess::Spawned(child),
             options,
         )
@@ -348,7 +350,7 @@ impl LinuxRuntime {
     fn created(
         &self,
         id: &ContainerId,
-        message: Option<SyncMessage>,
+        mut reports: ShimReports,
         mut child: ShimProcess,
         options: CreateOptions,
     ) -> Result<Created> {
@@ -356,11 +358,12 @@ impl LinuxRuntime {
             // The first shim process forks the real one and exits at once.
             let _ = child.wait();
         }
-        match message {
+        match reports.next_report() {
             Some(SyncMessage::Created { init_pid }) => Ok(Created {
                 id: id.clone(),
                 init_pid,
                 shim: (!options.detach).then_some(child),
+                reports: (!options.detach).then_some(reports),
             }),
             Some(SyncMessage::Failed { code, message }) => {
                 if !options.detach {
@@ -372,7 +375,7 @@ impl LinuxRuntime {
                     message,
                 })
             }
-            None => {
+            Some(SyncMessage::Exited { .. }) | None => {
                 if !options.detach {
                     let _ = child.wait();
                 }
@@ -380,25 +383,4 @@ impl LinuxRuntime {
             }
         }
     }
-}
-
-/// Read the shim's one-line report; `None` if it exited without one.
-fn read_sync(fd: OwnedFd) -> Option<SyncMessage> {
-    let mut file = std::fs::File::from(fd);
-    let mut line = Vec::with_capacity(64);
-    let mut buf = [0u8; 512];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                line.extend_from_slice(&buf[..n]);
-                if line.ends_with(b"\n") {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    SyncMessage::decode(&String::from_utf8_lossy(&line))
 }

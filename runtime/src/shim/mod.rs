@@ -61,11 +61,15 @@ pub struct ShimArgs {
     pub start: bool,
 }
 
-/// What the shim reports on [`SYNC_FD`], one line.
+/// What the shim reports on [`SYNC_FD`], one line each: `Created` or `Failed` once set up, and
+/// to a caller that waits in the foreground `Exited` once the exit is recorded (with
+/// auto-remove: once the container is gone from every listing), before the cgroup and files
+/// are deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncMessage {
     Created { init_pid: i32 },
     Failed { code: i32, message: String },
+    Exited { code: i32 },
 }
 
 impl SyncMessage {
@@ -75,6 +79,7 @@ impl SyncMessage {
             SyncMessage::Failed { code, message } => {
                 format!("E{code}\t{}\n", message.replace('\n', " "))
             }
+            SyncMessage::Exited { code } => format!("X{code}\n"),
         }
     }
 
@@ -85,11 +90,57 @@ impl SyncMessage {
                 init_pid: pid.parse().ok()?,
             });
         }
+        if let Some(code) = line.strip_prefix('X') {
+            return Some(SyncMessage::Exited {
+                code: code.parse().ok()?,
+            });
+        }
         let (code, message) = line.strip_prefix('E')?.split_once('\t')?;
         Some(SyncMessage::Failed {
             code: code.parse().ok()?,
             message: message.to_string(),
         })
+    }
+}
+
+/// The caller's end of a shim's [`SYNC_FD`] pipe, read one report at a time.
+#[derive(Debug)]
+pub struct ShimReports {
+    file: std::fs::File,
+    pending: Vec<u8>,
+}
+
+impl ShimReports {
+    pub fn new(fd: std::os::fd::OwnedFd) -> Self {
+        Self {
+            file: fd.into(),
+            pending: Vec::with_capacity(64),
+        }
+    }
+
+    /// The next report, blocking until it arrives; `None` once the shim closed its end (or
+    /// wrote something that is not a report).
+    pub fn next_report(&mut self) -> Option<SyncMessage> {
+        use std::io::Read;
+        let mut buf = [0u8; 512];
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return SyncMessage::decode(&String::from_utf8_lossy(&line));
+            }
+            match self.file.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl std::os::fd::AsFd for ShimReports {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 
@@ -144,8 +195,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reports_are_read_one_line_at_a_time() {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        // Two reports in one write, as a fast container's shim may send them.
+        nix::unistd::write(&write, b"C42\nX3\n").unwrap();
+        drop(write);
+        let mut reports = ShimReports::new(read);
+        assert_eq!(
+            reports.next_report(),
+            Some(SyncMessage::Created { init_pid: 42 })
+        );
+        assert_eq!(reports.next_report(), Some(SyncMessage::Exited { code: 3 }));
+        assert_eq!(reports.next_report(), None);
+    }
+
+    #[test]
     fn sync_messages_round_trip() {
         for msg in [
+            SyncMessage::Exited { code: 137 },
             SyncMessage::Created { init_pid: 4242 },
             SyncMessage::Failed {
                 code: 127,
@@ -165,7 +232,8 @@ mod tests {
                 message: "a b".into()
             })
         );
-        assert_eq!(SyncMessage::decode("X1"), None);
+        assert_eq!(SyncMessage::decode("Z1"), None);
+        assert_eq!(SyncMessage::decode("Xabc"), None);
         assert_eq!(SyncMessage::decode("Cabc"), None);
     }
 }

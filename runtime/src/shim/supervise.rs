@@ -17,6 +17,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::{ShimArgs, SyncMessage};
 use crate::cgroup::{self, CgroupError, CgroupManager};
+use crate::container::RuntimeError;
 use crate::container::config::{ContainerConfig, NamespaceMode};
 use crate::container::state::{ExitStatus, State, StateError};
 use crate::logs::{CriLogWriter, LogError, Stream};
@@ -240,6 +241,8 @@ struct Shim<'a> {
     signals: SignalFd,
     log: CriLogWriter,
     start_failure: Option<(i32, String)>,
+    /// The foreground caller's report pipe, told the exit code as soon as it is recorded.
+    sync: Option<OwnedFd>,
 }
 
 /// The parent's and the child's ends of the pipes the init needs (read end first).
@@ -262,13 +265,17 @@ impl<'a> Shim<'a> {
     ) -> Result<Self, i32> {
         let mut cgroups = None;
         match Self::try_start(syscall, args, config, &mut cgroups) {
-            Ok(shim) => {
+            Ok(mut shim) => {
                 report(
                     &sync,
                     &SyncMessage::Created {
                         init_pid: shim.init.as_raw(),
                     },
                 );
+                // A caller in the foreground waits for the exit on the same pipe.
+                if !args.detach {
+                    shim.sync = Some(sync);
+                }
                 Ok(shim)
             }
             Err(err) => {
@@ -493,6 +500,7 @@ impl<'a> Shim<'a> {
             signals,
             log,
             start_failure,
+            sync: None,
         })
     }
 
@@ -654,13 +662,8 @@ impl<'a> Shim<'a> {
         }
         let _ = self.log.flush_partial();
         reap_orphans();
-        let oom = self
-            .cgroups
-            .saw_oom_kill(&self.args.cgroup_path)
-            .unwrap_or(false);
-        if let Err(err) = self.cgroups.delete(&self.args.cgroup_path) {
-            eprintln!("berth shim: remove cgroup: {err}");
-        }
+        let path = &self.args.cgroup_path;
+        let oom = self.cgroups.saw_oom_kill(path).unwrap_or(false);
         let code = if let Some((code, message)) = self.start_failure.take() {
             if self.args.attach {
                 eprintln!("berth: {message}");
@@ -672,21 +675,63 @@ impl<'a> Shim<'a> {
             let _ = self.state.record_exit(status);
             status.code
         };
+
+        // First what a caller told of the exit may rely on: the exit recorded or, with
+        // auto-remove, the container gone from every listing (its directories renamed away).
+        let mut retired = None;
         if self.config.auto_remove {
             let _ = std::fs::remove_file(self.args.state_dir.join("exec.fifo"));
-            if let Err(err) = crate::container::delete::remove_files(
+            match crate::container::delete::retire(
                 &self.args.root,
                 &self.args.run_dir,
                 &self.config,
             ) {
-                eprintln!("berth shim: auto-remove: {err}");
+                Ok(dirs) => retired = Some(dirs),
+                Err(err) => eprintln!("berth shim: auto-remove: {err}"),
             }
         } else if let Err(err) = self.state.save(&self.args.state_dir) {
             eprintln!("berth shim: {err}");
         }
+        if let Some(sync) = self.sync.take() {
+            report(&sync, &SyncMessage::Exited { code });
+        }
+
+        // Then the slow part, which nobody waits for but this shim's own exit.
+        if let Err(err) = self.cgroups.delete(path) {
+            eprintln!("berth shim: remove cgroup: {err}");
+        }
+        if self.config.auto_remove {
+            let removed = match retired {
+                Some(dirs) => dirs.remove().map_err(|source| RuntimeError::Io {
+                    id: self.config.id.to_string(),
+                    path: crate::container::delete::trash_dir(&self.args.root),
+                    source,
+                }),
+                None => crate::container::delete::remove_files(
+                    &self.args.root,
+                    &self.args.run_dir,
+                    &self.config,
+                ),
+            };
+            if let Err(err) = removed {
+                eprintln!("berth shim: auto-remove: {err}");
+            }
+            let parent = path.0.parent().unwrap_or(Path::new("/"));
+            crate::container::delete::sweep_trash(
+                &self.args.root,
+                &self.args.run_dir,
+                self.cgroups.as_ref(),
+                parent,
+                TRASH_MIN_AGE,
+            );
+        }
         code
     }
 }
+
+/// How long a trash entry must have been there before another shim deletes it for the one that
+/// put it there (and died).
+const TRASH_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Kill an init that failed set-up (or vanished) and reap it; returns `err` for the caller.
 fn abandon(init: Pid, err: ShimError) -> ShimError {
