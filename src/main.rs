@@ -7,13 +7,11 @@ mod daemon;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // First of all, before clap, tracing or any thread: a re-executed berth may be a
     // container's shim, which runs and never returns here.
     berth_runtime::shim::run_if_shim();
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     // The daemon reports what it does; one-shot commands only what went wrong.
     let default_level = match cli.command {
         cli::Command::Daemon(_) => "info",
