@@ -40,8 +40,14 @@ for entry in ${BERTH_ALT:-}; do
   alt+=(-n "${entry%%=*}" "${entry#*=} run --rm bench/busybox:latest /bin/true")
 done
 
+# Every command starts from the same filesystem: an ext4 without a journal (this VM's) skips
+# inodes freed in the last 5 s (300 s while their table block is dirty) at every allocation,
+# so one command's deletions would slow the next one's creations. `sync` cleans the blocks and
+# the pause ages the deletions out; it also lets the previous command's asynchronous teardown
+# (network namespaces, cgroups) finish.
+settle="sh -c 'sync; sleep 6'"
 cd "$work/bundle"
-hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/result.json" \
+hyperfine -N --warmup 10 --runs "$runs" --setup "$settle" --export-json "$work/result.json" \
   -n berth "$berth run --rm bench/busybox:latest /bin/true" "${alt[@]}" \
   -n crun "crun run bench-crun-$$" \
   -n runc "runc run bench-runc-$$"

@@ -243,6 +243,8 @@ struct Shim<'a> {
     start_failure: Option<(i32, String)>,
     /// The foreground caller's report pipe, told the exit code as soon as it is recorded.
     sync: Option<OwnedFd>,
+    /// The container's mount namespace, let go of after the exit is reported.
+    mount_ns: Option<OwnedFd>,
 }
 
 /// The parent's and the child's ends of the pipes the init needs (read end first).
@@ -473,6 +475,15 @@ impl<'a> Shim<'a> {
         });
 
         let pidfd = syscall.pidfd_open(init).map_err(kernel(&id, "pidfd"))?;
+        // Holding the container's mount namespace keeps its teardown (unmounting every mount
+        // and an expedited RCU grace period) out of the init's exit: it happens when this shim
+        // lets go, after the exit is reported. Best effort: without it, the exit pays for it.
+        let mount_ns = nix::fcntl::open(
+            format!("/proc/{init}/ns/mnt").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok();
         let (shim_pid, start_time) = crate::container::self_identity();
         let mut state = State::created(config.id.clone(), shim_pid, start_time, init.as_raw());
         if started {
@@ -501,6 +512,7 @@ impl<'a> Shim<'a> {
             log,
             start_failure,
             sync: None,
+            mount_ns,
         })
     }
 
@@ -697,6 +709,7 @@ impl<'a> Shim<'a> {
         }
 
         // Then the slow part, which nobody waits for but this shim's own exit.
+        drop(self.mount_ns.take());
         if let Err(err) = self.cgroups.delete(path) {
             eprintln!("berth shim: remove cgroup: {err}");
         }
