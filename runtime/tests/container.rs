@@ -4,6 +4,8 @@
 //! removes its container even when the test panics.
 //!
 //! Run: `cargo test -p berth-runtime --test container [-- FILTER]` as root.
+// The runtime's own tests may change this (single-threaded) process's signal dispositions.
+#![allow(unsafe_code)]
 
 mod container_support;
 
@@ -293,6 +295,30 @@ fn only_standard_devices_open_unless_privileged(fx: &Fixture) {
     let (exit, log, _guard) = fx.run(config);
     assert_eq!(exit.code, 0, "{log}");
     assert_eq!(log, "made\nnull-ok\nkmsg-opened\n");
+}
+
+/// Signals the caller ignores (as `nohup` does SIGHUP, Rust's runtime SIGPIPE, and this test
+/// binary's environment real-time signals 32 and 33) are not ignored in the container, and none
+/// is blocked.
+fn the_container_ignores_and_blocks_no_signal(fx: &Fixture) {
+    // SAFETY: the test binary is single-threaded; the disposition is restored below.
+    let previous = unsafe {
+        nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn).unwrap()
+    };
+    let mut config = fx.config(
+        "sigign",
+        &["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
+    );
+    config.hostname = None;
+    let (exit, log, _guard) = fx.run(config);
+    // SAFETY: as above.
+    unsafe { nix::sys::signal::signal(Signal::SIGHUP, previous).unwrap() };
+    assert_eq!(exit.code, 0, "{log}");
+    assert_eq!(
+        log.split_whitespace().collect::<Vec<_>>(),
+        ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"],
+        "{log}"
+    );
 }
 
 fn exit_codes_and_signals_propagate(fx: &Fixture) {
@@ -711,6 +737,10 @@ fn main() {
         (
             "only_standard_devices_open_unless_privileged",
             only_standard_devices_open_unless_privileged,
+        ),
+        (
+            "the_container_ignores_and_blocks_no_signal",
+            the_container_ignores_and_blocks_no_signal,
         ),
         (
             "exit_codes_and_signals_propagate",

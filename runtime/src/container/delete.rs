@@ -81,7 +81,15 @@ pub(crate) fn retire(root: &Path, run_dir: &Path, config: &ContainerConfig) -> R
         (run_dir, state_dir(run_dir, id)),
     ] {
         let trash = trash_dir(base);
-        std::fs::create_dir_all(&trash).map_err(io(&trash))?;
+        match std::fs::create_dir(&trash) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&trash).map_err(io(&trash))?
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(io(&trash)(e));
+            }
+            _ => {}
+        }
         let target = trash.join(id.as_str());
         match std::fs::rename(&dir, &target) {
             Ok(()) => retired.dirs.push(target),

@@ -17,7 +17,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::CloneFlags;
 use nix::sys::resource::Resource;
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 
 use super::{CapabilityPlan, InitError, apply_identity, complete_env, find_executable, home_of};
 use crate::cgroup::CgroupVersion;
@@ -396,15 +396,58 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
     }
 }
 
+/// Give the user's process default signal dispositions and an empty mask. `execve` resets
+/// the signals with handlers itself; ignored ones stay ignored unless reset: SIGPIPE (by Rust's
+/// runtime and the shim) and whatever the caller's environment ignored, real-time signals
+/// included (as `nohup` does SIGHUP). They are read from `/proc/self/status` (`SigIgn`) in one
+/// go rather than asked about one signal at a time.
 pub(crate) fn reset_signals() {
-    for signal in Signal::iterator() {
-        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+    let ignored = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        // Unknown: reset every signal.
+        .unwrap_or(u64::MAX);
+    for signal in 1..=64 {
+        if ignored & (1 << (signal - 1)) == 0 || signal == libc::SIGKILL || signal == libc::SIGSTOP
+        {
             continue;
         }
-        // SAFETY: restoring the default disposition installs no Rust code as a handler.
-        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        set_default_disposition(signal);
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// `rt_sigaction(signal, SIG_DFL)` as a raw syscall: libc's wrapper refuses the real-time
+/// signals it keeps for itself (32 and 33), which the container must not inherit ignored either.
+fn set_default_disposition(signal: i32) {
+    /// The kernel's `struct sigaction` (not libc's, whose mask is larger).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let action = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: installs the default disposition (no handler code) from a valid struct whose size
+    // matches the mask size passed; the old action is not asked for.
+    let _ = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            &action as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            std::mem::size_of::<u64>(),
+        )
+    };
 }
 
 #[cfg(test)]

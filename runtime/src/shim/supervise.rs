@@ -108,14 +108,12 @@ fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<(), Errno> {
 }
 
 /// Whether this process has a single thread, so that a forked child may run ordinary Rust
-/// code. Asked of the kernel at each call: a thread started since would make it false.
+/// code. Asked of the kernel at each call: a thread started since would make it false. The link
+/// count of `/proc/self/task` is 2 plus the number of threads (one `statx`, where reading
+/// `/proc/self/status` makes the kernel format all of it).
 pub(crate) fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("Threads:"))
-            .is_some_and(|n| n.trim() == "1")
-    })
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/task").is_ok_and(|task| task.nlink() == 3)
 }
 
 /// Run the shim in a child forked from this process instead of a re-executed binary: it saves
