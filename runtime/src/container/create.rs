@@ -253,13 +253,22 @@ impl LinuxRuntime {
 
     fn spawn_shim(&self, config: &ContainerConfig, options: CreateOptions) -> Result<Created> {
         let id = &config.id;
+        // In a single-threaded caller (`berth run` in the foreground) the shim is forked: no
+        // exec of berth's binary. A detached shim is spawned even then: a forked one would keep
+        // the caller's heap for the container's lifetime. The daemon is multi-threaded.
+        let forked = !options.detach && crate::shim::supervise::single_threaded();
         let args = ShimArgs {
             container_dir: self.container_dir(id),
             state_dir: self.state_dir(id),
             root: self.config.root.clone(),
             run_dir: self.config.run_dir.clone(),
             cgroup_root: self.config.cgroup_root.clone(),
-            cgroup_layout: self.cgroups(id)?.layout(),
+            // A forked shim finds out itself, after forking the init, unless known already.
+            cgroup_layout: if forked {
+                self.cgroups.get().map(|cgroups| cgroups.layout())
+            } else {
+                Some(self.cgroups(id)?.layout())
+            },
             cgroup_path: self.cgroup_path(id),
             detach: options.detach,
             attach: options.attach && !options.detach,
@@ -271,10 +280,7 @@ impl LinuxRuntime {
                 source: crate::syscall::SyscallError::new("pipe2", "sync", e),
             })?;
 
-        // In a single-threaded caller (`berth run` in the foreground) the shim is forked: no
-        // exec of berth's binary. A detached shim is spawned even then: a forked one would keep
-        // the caller's heap for the container's lifetime. The daemon is multi-threaded.
-        if !options.detach && crate::shim::supervise::single_threaded() {
+        if forked {
             let child = crate::shim::supervise::fork(&args, config, &sync_write).map_err(|e| {
                 RuntimeError::Kernel {
                     id: id.to_string(),

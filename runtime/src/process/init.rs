@@ -88,13 +88,10 @@ pub struct InitContext<'a> {
     /// The overlay's writable layer and work directory, made here.
     pub upper: PathBuf,
     pub work: PathBuf,
-    pub cgroup_version: CgroupVersion,
-    pub cgroup_dirs: Vec<(String, PathBuf)>,
     /// Namespaces to join (opened by the shim), other than pid which the shim joins.
     pub joins: Vec<(OwnedFd, CloneFlags)>,
-    /// [`crate::cgroup::CgroupManager::join_files`] of the container's cgroup.
-    pub cgroup_join: Vec<PathBuf>,
-    /// Readable once the shim has made the cgroup (one byte; end of file: it failed).
+    /// Readable once the shim has made the cgroup: a [`CgroupReady`], then end of file (end of
+    /// file alone: it could not make it).
     pub cgroup_ready: OwnedFd,
     pub status: OwnedFd,
     /// Read end of the exec fifo to wait on for `start`; `None` to exec right after set-up.
@@ -102,6 +99,28 @@ pub struct InitContext<'a> {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+}
+
+/// What the shim tells the init once the container's cgroup exists: where to join it and what
+/// to mount at `/sys/fs/cgroup`. Found out by the shim after the fork, while the init unshares.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CgroupReady {
+    pub version: CgroupVersion,
+    /// [`crate::cgroup::CgroupManager::hierarchy_dirs`] of the container's cgroup.
+    pub dirs: Vec<(String, PathBuf)>,
+    /// [`crate::cgroup::CgroupManager::join_files`] of the container's cgroup.
+    pub join: Vec<PathBuf>,
+}
+
+impl CgroupReady {
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain data of our own making: serialising it cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
 }
 
 /// Namespaces the init unshares itself (pid is the shim's job, before fork).
@@ -244,9 +263,8 @@ fn setup_and_exec(
 
     // Then into the container's cgroup, before the cgroup namespace (rooted where the process
     // is) and before anything the container's limits should cover.
-    wait_for_cgroup(&ctx.cgroup_ready)?;
-    drop(ctx.cgroup_ready);
-    crate::cgroup::join_self(&ctx.cgroup_join).map_err(InitError::Cgroup)?;
+    let cgroup = wait_for_cgroup(ctx.cgroup_ready)?;
+    crate::cgroup::join_self(&cgroup.join).map_err(InitError::Cgroup)?;
     if flags.contains(CloneFlags::CLONE_NEWCGROUP) {
         syscall
             .unshare(CloneFlags::CLONE_NEWCGROUP)
@@ -260,8 +278,8 @@ fn setup_and_exec(
         work: &ctx.work,
         readonly: config.rootfs.readonly,
         mounts: &config.mounts,
-        cgroup_version: ctx.cgroup_version,
-        cgroup_dirs: &ctx.cgroup_dirs,
+        cgroup_version: cgroup.version,
+        cgroup_dirs: &cgroup.dirs,
         masked_paths: &config.masked_paths,
         readonly_paths: &config.readonly_paths,
     };
@@ -355,17 +373,19 @@ fn setup_and_exec(
     })
 }
 
-/// Block until the shim says the cgroup exists. End of file means it could not make it: the
-/// shim reports that and kills this process, so the error here is only a fallback.
-fn wait_for_cgroup(ready: &OwnedFd) -> Result<(), InitError> {
-    let mut byte = [0u8; 1];
-    let errno = loop {
-        match nix::unistd::read(ready, &mut byte) {
-            Ok(1) => return Ok(()),
-            Ok(_) => break Errno::EPIPE,
-            Err(Errno::EINTR) => {}
-            Err(e) => break e,
-        }
+/// Block until the shim says the cgroup exists and where it is. End of file without that means
+/// it could not make it: the shim reports that and kills this process, so the error here is
+/// only a fallback.
+fn wait_for_cgroup(ready: OwnedFd) -> Result<CgroupReady, InitError> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(1024);
+    let read = std::fs::File::from(ready).read_to_end(&mut bytes);
+    let errno = match read {
+        Ok(_) => match CgroupReady::decode(&bytes) {
+            Some(ready) => return Ok(ready),
+            None => Errno::EPIPE,
+        },
+        Err(e) => Errno::from_raw(e.raw_os_error().unwrap_or(0)),
     };
     Err(InitError::Sync(SyscallError::new(
         "read",
@@ -483,6 +503,22 @@ mod tests {
             StatusMessage::decode_all(b"RS"),
             [StatusMessage::Ready, StatusMessage::Started]
         );
+    }
+
+    #[test]
+    fn the_cgroup_handoff_round_trips_and_rejects_a_truncated_message() {
+        let ready = CgroupReady {
+            version: CgroupVersion::V1,
+            dirs: vec![(
+                "cpu,cpuacct".into(),
+                "/sys/fs/cgroup/cpu,cpuacct/berth/c".into(),
+            )],
+            join: vec!["/sys/fs/cgroup/cpu,cpuacct/berth/c/tasks".into()],
+        };
+        let bytes = ready.encode();
+        assert_eq!(CgroupReady::decode(&bytes), Some(ready));
+        assert_eq!(CgroupReady::decode(&bytes[..bytes.len() / 2]), None);
+        assert_eq!(CgroupReady::decode(b""), None);
     }
 
     #[test]

@@ -47,8 +47,10 @@ pub struct ShimArgs {
     pub root: PathBuf,
     pub run_dir: PathBuf,
     pub cgroup_root: PathBuf,
-    /// The host's cgroup layout, as the runtime detected it.
-    pub cgroup_layout: crate::cgroup::Layout,
+    /// The host's cgroup layout, as the runtime detected it; `None` for the shim to detect it
+    /// (a one-shot caller such as `berth run`, which has not: the shim does it in parallel
+    /// with the init's set-up).
+    pub cgroup_layout: Option<crate::cgroup::Layout>,
     pub cgroup_path: CgroupPath,
     /// Fork away and start a new session so the container outlives its creator.
     pub detach: bool,

@@ -319,13 +319,6 @@ impl<'a> Shim<'a> {
             id: id.clone(),
             source,
         };
-        // The cgroup is made after the fork, while the init sets up its namespaces: the init
-        // joins it once told it exists (see `cgroup_ready`).
-        let cgroups = cgroup::manager(args.cgroup_layout.clone());
-        let cgroup_version = cgroups.version();
-        let cgroup_dirs = cgroups.hierarchy_dirs(&args.cgroup_path);
-        let cgroup_join = cgroups.join_files(&args.cgroup_path).map_err(cgroup_err)?;
-
         let pipe = |what| {
             nix::unistd::pipe2(OFlag::O_CLOEXEC)
                 .map_err(errno("pipe2", what))
@@ -396,10 +389,7 @@ impl<'a> Shim<'a> {
                     rootfs: crate::container::mount_point(&args.run_dir),
                     upper: args.container_dir.join("upper"),
                     work: args.container_dir.join("work"),
-                    cgroup_version,
-                    cgroup_dirs,
                     joins,
-                    cgroup_join,
                     cgroup_ready: pipes.cgroup_ready.0,
                     status: pipes.status.1,
                     start_fifo,
@@ -421,13 +411,31 @@ impl<'a> Shim<'a> {
             pipes.cgroup_ready.0,
         ));
 
-        // The init unshares its namespaces and makes the overlay directories meanwhile. A
-        // failure kills it before it joins.
+        // The cgroup is made after the fork, while the init unshares its namespaces and makes
+        // the overlay directories; the layout too, when the runtime had not detected it yet
+        // (`berth run`). A failure kills the init before it joins; otherwise it is told where
+        // to join and what to mount (`cgroup_ready`).
+        let cgroups = match args.cgroup_layout.clone() {
+            Some(layout) => cgroup::manager(layout),
+            None => match cgroup::detect(&args.cgroup_root, Path::new("/proc/self/mountinfo")) {
+                Ok(cgroups) => cgroups,
+                Err(source) => return Err(abandon(init, cgroup_err(source))),
+            },
+        };
         let cgroups = cgroups_out.insert(cgroups);
-        if let Err(source) = cgroups.create(&args.cgroup_path, &config.resources) {
-            return Err(abandon(init, cgroup_err(source)));
-        }
-        let _ = write_all(pipes.cgroup_ready.1.as_fd(), b"C");
+        let ready = cgroups.join_files(&args.cgroup_path).and_then(|join| {
+            cgroups.create(&args.cgroup_path, &config.resources)?;
+            Ok(init::CgroupReady {
+                version: cgroups.version(),
+                dirs: cgroups.hierarchy_dirs(&args.cgroup_path),
+                join,
+            })
+        });
+        let ready = match ready {
+            Ok(ready) => ready,
+            Err(source) => return Err(abandon(init, cgroup_err(source))),
+        };
+        let _ = write_all(pipes.cgroup_ready.1.as_fd(), &ready.encode());
         drop(pipes.cgroup_ready.1);
 
         // While the init mounts its root filesystem: the log (output waits in the pipes) and,
