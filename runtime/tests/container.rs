@@ -477,6 +477,43 @@ fn stop_kills_after_grace_and_cooperative_exits_on_term(fx: &Fixture) {
     assert!(began.elapsed() < Duration::from_secs(3));
 }
 
+/// A created container's init waits for `start` as berth's binary inside the container, with
+/// the container's capabilities: a process without CAP_SYS_PTRACE (as the container's own are)
+/// must not reach its `/proc/<pid>/exe`, the host's berth binary.
+fn the_init_before_exec_is_out_of_reach(fx: &Fixture) {
+    let guard = fx.create(fx.config("dumpable", &["true"]));
+    let init = fx
+        .runtime
+        .state(&guard.id)
+        .unwrap()
+        .init_pid
+        .expect("init pid");
+    // SAFETY: the test binary is single-threaded; the child only drops a capability, makes one
+    // syscall and exits.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let dropped = [caps::CapSet::Effective, caps::CapSet::Permitted]
+                .into_iter()
+                .all(|set| caps::drop(None, set, caps::Capability::CAP_SYS_PTRACE).is_ok());
+            let code = match std::fs::read_link(format!("/proc/{init}/exe")) {
+                _ if !dropped => 2,
+                Err(e) if e.raw_os_error() == Some(libc::EACCES) => 0,
+                _ => 1,
+            };
+            // SAFETY: ends the forked child without running the test binary's cleanup.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            assert_eq!(
+                status,
+                nix::sys::wait::WaitStatus::Exited(child, 0),
+                "the init's exe was reachable (1) or the capability not dropped (2)"
+            );
+        }
+    }
+}
+
 fn created_container_can_be_listed_killed_and_deleted(fx: &Fixture) {
     let guard = fx.create(fx.config("created", &["true"]));
     let state = fx.runtime.state(&guard.id).unwrap();
@@ -745,6 +782,10 @@ fn main() {
         (
             "exit_codes_and_signals_propagate",
             exit_codes_and_signals_propagate,
+        ),
+        (
+            "the_init_before_exec_is_out_of_reach",
+            the_init_before_exec_is_out_of_reach,
         ),
         (
             "setup_errors_are_reported_with_docker_codes",

@@ -215,6 +215,10 @@ fn setup_and_exec(
     ctx: InitContext<'_>,
 ) -> Result<std::convert::Infallible, InitError> {
     let config = ctx.config;
+    // Until it execs, this process is berth's binary inside the container's pid namespace: not
+    // dumpable, its /proc files (`exe` above all, the way to the host's binary) are out of
+    // reach of the container's processes, which lack CAP_SYS_PTRACE. `execve` restores it.
+    let _ = nix::sys::prctl::set_dumpable(false);
     // Signals the shim blocked for its signalfd must not stay blocked in the container.
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // SAFETY: umask only changes this process's file creation mask.

@@ -559,6 +559,8 @@ fn setup_and_exec(
     syscall: &dyn Syscall,
     ctx: ChildContext<'_>,
 ) -> Result<std::convert::Infallible, InitError> {
+    // Berth's binary about to enter the container: not dumpable, as the init (see there).
+    let _ = nix::sys::prctl::set_dumpable(false);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     for (fd, target) in [(&ctx.stdin, 0), (&ctx.stdout, 1), (&ctx.stderr, 2)] {
         // SAFETY: dup2 onto a standard fd this process owns; the source is a valid fd.
