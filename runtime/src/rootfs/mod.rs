@@ -343,7 +343,6 @@ impl<'s> Rootfs<'s> {
                     NODEV_NOSUID_NOEXEC,
                     Some("mode=755"),
                 )?;
-                let bind_ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | ro;
                 for (name, host_dir) in plan.cgroup_dirs {
                     let dir = target.join(name);
                     self.mkdir(&dir, 0o755)?;
@@ -355,6 +354,23 @@ impl<'s> Rootfs<'s> {
                         MsFlags::MS_BIND | MsFlags::MS_REC,
                         None,
                     )?;
+                }
+                // The tmpfs and every hierarchy below it read-only at once; before Linux 5.12,
+                // one remount each.
+                match self.syscall.make_tree_readonly(target) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.errno == Errno::ENOSYS => {}
+                    Err(source) => {
+                        return Err(RootfsError::Mount {
+                            what: "cgroup (read-only)".into(),
+                            target: target.to_path_buf(),
+                            source,
+                        });
+                    }
+                }
+                let bind_ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | ro;
+                for (name, _) in plan.cgroup_dirs {
+                    let dir = target.join(name);
                     self.mount("cgroup (read-only)", None, &dir, None, bind_ro, None)?;
                 }
                 let remount = MsFlags::MS_REMOUNT | ro;
@@ -641,8 +657,6 @@ mod tests {
             (format!("{r}/sys"), Some("sysfs")),
             (format!("{r}/sys/fs/cgroup"), Some("tmpfs")),
             (format!("{r}/sys/fs/cgroup/memory"), None),
-            (format!("{r}/sys/fs/cgroup/memory"), None),
-            (format!("{r}/sys/fs/cgroup"), Some("tmpfs")),
             (format!("{r}/etc/x"), None),
             (format!("{r}/etc/x"), None),
             (format!("{r}/scratch"), Some("tmpfs")),
@@ -651,6 +665,41 @@ mod tests {
         .map(|(t, f)| (t, f.map(str::to_string)))
         .collect();
         assert_eq!(mount_targets(&calls), expected);
+        // The cgroup tree is made read-only in one call, after its binds.
+        let cgroup_tree = rootfs.join("sys/fs/cgroup");
+        let readonly_at = calls
+            .iter()
+            .position(|c| matches!(c, Call::ReadonlyTree(p) if *p == cgroup_tree))
+            .expect("cgroup tree made read-only");
+        let bound_at = calls
+            .iter()
+            .position(|c| c.target() == Some(&cgroup_tree.join("memory")))
+            .unwrap();
+        assert!(bound_at < readonly_at);
+
+        // Before Linux 5.12 (no mount_setattr), one read-only remount each.
+        let old_kernel = RecordingSyscall::new();
+        old_kernel.fail("mount_setattr", &cgroup_tree, Errno::ENOSYS);
+        Rootfs::new(&old_kernel).prepare(&plan).unwrap();
+        let remounts: Vec<String> = old_kernel
+            .calls()
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount { target, flags, .. }
+                    if flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY) =>
+                {
+                    Some(target.display().to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            remounts[..2],
+            [
+                format!("{r}/sys/fs/cgroup/memory"),
+                format!("{r}/sys/fs/cgroup")
+            ]
+        );
 
         // The propagation change comes first and is recursive and slave.
         assert!(

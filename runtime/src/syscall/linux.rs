@@ -1,6 +1,7 @@
 //! The real [`Syscall`] implementation: nix, libc and the `caps` crate.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use caps::{CapSet, Capability, CapsHashSet};
@@ -37,6 +38,45 @@ impl Syscall for LinuxSyscall {
     ) -> Result<()> {
         nix::mount::mount(source, target, fstype, flags, data)
             .map_err(|e| SyscallError::path("mount", target, e))
+    }
+
+    fn make_tree_readonly(&self, target: &Path) -> Result<()> {
+        /// `struct mount_attr`, version 0.
+        #[repr(C)]
+        struct MountAttr {
+            attr_set: u64,
+            attr_clr: u64,
+            propagation: u64,
+            userns_fd: u64,
+        }
+        const AT_RECURSIVE: libc::c_uint = 0x8000;
+        const MOUNT_ATTR_RDONLY: u64 = 0x1;
+        const MOUNT_ATTR_NOSUID: u64 = 0x2;
+        const MOUNT_ATTR_NODEV: u64 = 0x4;
+        const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+        let path = std::ffi::CString::new(target.as_os_str().as_bytes())
+            .map_err(|_| SyscallError::path("mount_setattr", target, Errno::EINVAL))?;
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        // SAFETY: a NUL-terminated path and a mount_attr of the size passed, both alive for the
+        // call; the kernel only reads them.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                AT_RECURSIVE,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        Errno::result(rc)
+            .map(drop)
+            .map_err(|e| SyscallError::path("mount_setattr", target, e))
     }
 
     fn umount2(&self, target: &Path, flags: MntFlags) -> Result<()> {

@@ -70,6 +70,10 @@ pub trait Syscall: Send + Sync + std::fmt::Debug {
         flags: MsFlags,
         data: Option<&str>,
     ) -> Result<()>;
+    /// Make the mount at `target` and every mount below it read-only, nosuid, nodev and
+    /// noexec in one call (`mount_setattr(2)` with `AT_RECURSIVE`, Linux 5.12). ENOSYS on
+    /// older kernels: the caller remounts one by one.
+    fn make_tree_readonly(&self, target: &Path) -> Result<()>;
     fn umount2(&self, target: &Path, flags: MntFlags) -> Result<()>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<()>;
     fn chdir(&self, path: &Path) -> Result<()>;

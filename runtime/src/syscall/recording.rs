@@ -29,6 +29,7 @@ pub enum Call {
         target: PathBuf,
         flags: MntFlags,
     },
+    ReadonlyTree(PathBuf),
     PivotRoot {
         new_root: PathBuf,
         put_old: PathBuf,
@@ -146,6 +147,14 @@ impl Syscall for RecordingSyscall {
             data: data.map(str::to_string),
         };
         self.record("mount", target, call)
+    }
+
+    fn make_tree_readonly(&self, target: &Path) -> Result<()> {
+        self.record(
+            "mount_setattr",
+            target,
+            Call::ReadonlyTree(target.to_path_buf()),
+        )
     }
 
     fn umount2(&self, target: &Path, flags: MntFlags) -> Result<()> {
