@@ -11,6 +11,8 @@
 //! <run_dir>/containers/<id>/state.json   State, written by the shim
 //! <run_dir>/containers/<id>/exec.fifo    start handshake, gone once started
 //! <run_dir>/mnt                          empty: where every init mounts its overlay
+//! <root>/trash/<id>, <run_dir>/trash/<id> a removed container's directories, renamed out of
+//!                                        every listing at once and deleted just after
 //! ```
 //! Each init mounts its overlay on `<run_dir>/mnt` inside its own private mount namespace (then
 //! pivots into it), so one empty directory serves every container and the host never sees the

@@ -9,8 +9,12 @@
 //!     WaitingReady ──init "R"──► Created (state.json, runtime told "C<pid>")
 //!     WaitingReady ──init "S"──► Running (with `start`: no fifo, no Created state saved)
 //!     WaitingReady ──init "E"──► runtime told "E<code>\t<msg>" ──► exit
-//!     Created ──init "S"──► Running ──init exits──► Draining ──pipes closed──► Stopped ──► exit
+//!     Created ──init "S"──► Running ──init exits──► Draining ──pipes closed──► Stopped
+//!     Stopped ──exit recorded (auto-remove: directories renamed to the trash)──► foreground
+//!         caller told "X<code>" ──► mount namespace let go, cgroup and trash deleted ──► exit
 //! ```
+//! The shim holds the container's mount namespace from the start on, so that its teardown
+//! happens after the caller is told, not in the init's exit.
 //! The runtime creates the shim with [`std::process::Command`] (safe from a multi-threaded
 //! parent); only the shim, which never starts a thread, forks. A caller that is itself
 //! single-threaded at that moment (`berth run` in the foreground, checked at run time) forks
