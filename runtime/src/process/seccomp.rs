@@ -97,6 +97,66 @@ const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
 const JGE: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
 const JSET: u32 = libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K;
 
+/// Where a decision-tree node jumps.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Next,
+    /// Index in the tree.
+    At(usize),
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    code: u32,
+    k: u32,
+    jt: Target,
+    jf: Target,
+}
+
+/// A binary search over the sorted syscall numbers `denied`: `JGE` splits down to runs of a
+/// few `JEQ`s. The kernel runs a new filter once per syscall number and architecture to build
+/// its action cache when the filter is installed, so the path length of the common case (a
+/// number not in the list) is what installing costs: a linear list of 41 comparisons made
+/// that ~0.35 ms here, a tree of depth ~4 a fraction of it. Containers' syscalls the cache
+/// does not settle walk the shorter path too.
+fn search_tree(denied: &[u32], out: &mut Vec<Node>) {
+    const RUN: usize = 4;
+    if denied.len() <= RUN {
+        for (i, nr) in denied.iter().enumerate() {
+            let last = i + 1 == denied.len();
+            out.push(Node {
+                code: JEQ,
+                k: *nr,
+                jt: Target::Deny,
+                jf: if last { Target::Allow } else { Target::Next },
+            });
+        }
+        if denied.is_empty() {
+            // An empty run allows: jump straight there.
+            out.push(Node {
+                code: JGE,
+                k: 0,
+                jt: Target::Allow,
+                jf: Target::Allow,
+            });
+        }
+        return;
+    }
+    let mid = denied.len() / 2;
+    let split = out.len();
+    out.push(Node {
+        code: JGE,
+        k: denied[mid],
+        jt: Target::Next, // set below, once the lower half is laid out
+        jf: Target::Next,
+    });
+    search_tree(&denied[..mid], out);
+    out[split].jt = Target::At(out.len());
+    search_tree(&denied[mid..], out);
+}
+
 /// The default filter, or `None` on architectures it does not cover.
 pub fn default_filter() -> Option<Vec<libc::sock_filter>> {
     #[cfg(target_arch = "x86_64")]
@@ -121,11 +181,26 @@ pub fn default_filter() -> Option<Vec<libc::sock_filter>> {
         ];
         // The accumulator may hold the clone flags here; reload the number.
         program.push(stmt(LOAD, OFFSET_NR));
-        // Each denied number jumps to the final EPERM return.
-        let count = DENIED.len();
-        for (i, nr) in DENIED.iter().enumerate() {
-            let to_deny = (count - i) as u8; // skip the rest of the list and the ALLOW
-            program.push(jump(JEQ, *nr as u32, to_deny, 0));
+        let mut denied: Vec<u32> = DENIED.iter().map(|nr| *nr as u32).collect();
+        denied.sort_unstable();
+        denied.dedup();
+        let mut tree = Vec::new();
+        search_tree(&denied, &mut tree);
+        let start = program.len();
+        let allow = start + tree.len();
+        for (i, node) in tree.into_iter().enumerate() {
+            let at = start + i;
+            let offset = |target: Target| -> u8 {
+                let to = match target {
+                    Target::Next => at + 1,
+                    Target::At(index) => start + index,
+                    Target::Allow => allow,
+                    Target::Deny => allow + 1,
+                };
+                // Forward jumps only, and short ones: the tree holds a few dozen nodes.
+                (to - at - 1) as u8
+            };
+            program.push(jump(node.code, node.k, offset(node.jt), offset(node.jf)));
         }
         program.push(stmt(RET, libc::SECCOMP_RET_ALLOW));
         program.push(stmt(RET, errno));
@@ -202,6 +277,50 @@ mod tests {
             libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
         );
         assert_eq!(call(libc::SYS_read | 0x4000_0000, 0), eperm, "x32");
+        // Every syscall number of the architecture: denied exactly when listed.
+        for nr in 0..1024u32 {
+            let expected = if DENIED.contains(&(nr as libc::c_long)) {
+                eperm
+            } else if nr == libc::SYS_clone3 as u32 {
+                libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+            } else {
+                libc::SECCOMP_RET_ALLOW
+            };
+            assert_eq!(
+                run(&program, AUDIT_ARCH_X86_64, nr, 0),
+                expected,
+                "syscall {nr}"
+            );
+        }
+        // The common case (a number not listed) takes a short path.
+        let steps = |nr: u32| {
+            let mut count = 0;
+            let mut pc = 0usize;
+            let mut acc = nr;
+            loop {
+                let ins = program[pc];
+                count += 1;
+                pc += 1;
+                match ins.code as u32 {
+                    LOAD => {
+                        acc = if ins.k == OFFSET_ARCH {
+                            AUDIT_ARCH_X86_64
+                        } else {
+                            nr
+                        }
+                    }
+                    RET => return count,
+                    JEQ => pc += if acc == ins.k { ins.jt } else { ins.jf } as usize,
+                    JGE => pc += if acc >= ins.k { ins.jt } else { ins.jf } as usize,
+                    _ => pc += ins.jf as usize,
+                }
+            }
+        };
+        assert!(
+            steps(libc::SYS_read as u32) <= 16,
+            "{}",
+            steps(libc::SYS_read as u32)
+        );
         assert_eq!(
             run(&program, 0x4000_0003, 3, 0),
             libc::SECCOMP_RET_KILL_PROCESS,
