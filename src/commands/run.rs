@@ -28,8 +28,8 @@ pub fn runtime(global: &GlobalArgs) -> LinuxRuntime {
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     // Failures before the container exists exit 125, as docker's.
-    let prepared = ImageStore::open(&global.root)
-        .and_then(|store| store.resolve(&args.image))
+    let prepared = ImageStore::open_read_only(&global.root)
+        .resolve(&args.image)
         .with_context(|| format!("image {:?}", args.image))
         .and_then(|image| container_config(&args, &image));
     let config = match prepared {

@@ -353,6 +353,16 @@ impl ImageStore {
         Self::open_with_limits(root, Limits::default())
     }
 
+    /// The store under `<root>/images/` for looking images up only ([`ImageStore::resolve`],
+    /// [`ImageStore::list`], [`ImageStore::inspect`]): nothing is created, so a missing store
+    /// is an empty one. `berth run` starts this way.
+    pub fn open_read_only(root: &Path) -> ImageStore {
+        ImageStore {
+            dir: root.join("images"),
+            limits: Limits::default(),
+        }
+    }
+
     pub fn open_with_limits(root: &Path, limits: Limits) -> Result<ImageStore> {
         let store = ImageStore {
             dir: root.join("images"),
