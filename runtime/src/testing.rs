@@ -23,6 +23,18 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     rootfs
 }
 
+/// The host's cgroup2 mount: `/sys/fs/cgroup` on a pure v2 host, `/sys/fs/cgroup/unified`
+/// on a hybrid one (no controllers there, but real cgroups: procs, kill, freeze, placement).
+/// `None` when there is none.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let content = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    crate::cgroup::mountinfo::parse(&content)
+        .into_iter()
+        .rev()
+        .find(|m| m.fs_type == "cgroup2" && m.mount_point.starts_with("/sys/fs/cgroup"))
+        .map(|m| m.mount_point)
+}
+
 /// A runtime rooted in `dir` whose shim is the running test binary, with cgroups under
 /// `cgroup_parent` and this process's own pod network ([`test_network`]).
 pub fn test_runtime(dir: &Path, cgroup_parent: &str) -> LinuxRuntime {

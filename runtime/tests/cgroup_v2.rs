@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use berth_runtime::cgroup::mountinfo;
 use berth_runtime::cgroup::{CgroupManager, CgroupPath, Devices, LinuxCgroupV2, Resources};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -38,12 +37,7 @@ fn setup() -> Option<Guard> {
         eprintln!("skipped: needs root");
         return None;
     }
-    let content = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
-    let Some(mount) = mountinfo::parse(&content)
-        .into_iter()
-        .rev()
-        .find(|m| m.fs_type == "cgroup2" && m.mount_point.starts_with("/sys/fs/cgroup"))
-    else {
+    let Some(mount) = berth_runtime::testing::cgroup2_mount() else {
         eprintln!("skipped: no cgroup2 mount");
         return None;
     };
@@ -52,7 +46,7 @@ fn setup() -> Option<Guard> {
         .expect("clock after 1970")
         .subsec_nanos();
     Some(Guard {
-        manager: LinuxCgroupV2::new(mount.mount_point),
+        manager: LinuxCgroupV2::new(mount),
         parent: CgroupPath::new(format!("/berth-test-{}-{nanos:x}", std::process::id())),
         children: Vec::new(),
     })

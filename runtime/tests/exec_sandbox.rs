@@ -59,23 +59,7 @@ impl Fixture {
 
     /// Create and start; the guard deletes the container.
     fn start(&self, config: ContainerConfig) -> Guard<'_> {
-        let id = config.id.clone();
-        self.runtime
-            .create(
-                config,
-                CreateOptions {
-                    detach: true,
-                    attach: false,
-                    start: false,
-                },
-            )
-            .expect("create");
-        let guard = Guard {
-            runtime: &self.runtime,
-            id,
-        };
-        self.runtime.start(&guard.id).expect("start");
-        guard
+        start_on(&self.runtime, config)
     }
 
     fn exec(&self, id: &ContainerId, args: &[&str]) -> ExecOutput {
@@ -121,6 +105,55 @@ impl Fixture {
             sandbox,
         }
     }
+}
+
+/// Create and start on `runtime`; the guard deletes the container.
+fn start_on(runtime: &LinuxRuntime, config: ContainerConfig) -> Guard<'_> {
+    let id = config.id.clone();
+    runtime
+        .create(
+            config,
+            CreateOptions {
+                detach: true,
+                attach: false,
+                start: false,
+            },
+        )
+        .expect("create");
+    let guard = Guard { runtime, id };
+    runtime.start(&guard.id).expect("start");
+    guard
+}
+
+/// `/proc/<pid>/cgroup`, as the host sees it, of `sleep SECS` exec'd into the container whose
+/// init is `init_pid`. `secs` must make the command line one no other test running at the
+/// same time uses.
+fn host_cgroup_of_an_exec(
+    runtime: &LinuxRuntime,
+    id: &ContainerId,
+    init_pid: i32,
+    secs: &str,
+) -> String {
+    let command = format!("sleep {secs}");
+    std::thread::scope(|s| {
+        let exec = s.spawn(|| {
+            runtime.exec(
+                id,
+                ExecConfig::new(["sleep", secs]).with_timeout(Duration::from_secs(10)),
+                CAPTURE,
+            )
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut found = None;
+        while found.is_none() && Instant::now() < deadline {
+            found = children_named(init_pid, &command);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = found.expect("exec'd sleep seen from the host");
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert_eq!(exec.join().unwrap().unwrap().status.code, 0);
+        cgroup
+    })
 }
 
 struct Guard<'a> {
@@ -209,25 +242,79 @@ fn exec_sees_the_containers_processes_hostname_and_files(fx: &Fixture) {
         "init in its cgroup: {host_init}"
     );
     // The exec'd process is in the container's cgroup from the host's point of view.
-    std::thread::scope(|s| {
-        let exec = s.spawn(|| {
-            fx.runtime.exec(
-                &c.id,
-                ExecConfig::new(["sleep", "2"]).with_timeout(Duration::from_secs(10)),
-                CAPTURE,
-            )
-        });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut found = None;
-        while found.is_none() && Instant::now() < deadline {
-            found = children_named(init_pid, "sleep 2");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let pid = found.expect("exec'd sleep seen from the host");
-        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        assert_eq!(cgroup, host_init);
-        assert_eq!(exec.join().unwrap().unwrap().status.code, 0);
-    });
+    assert_eq!(
+        host_cgroup_of_an_exec(&fx.runtime, &c.id, init_pid, "2"),
+        host_init
+    );
+}
+
+/// The runtime driving the host's cgroup2 mount as a v2 host: `/sys/fs/cgroup` itself on a
+/// pure v2 host, `/sys/fs/cgroup/unified` on a hybrid one (no controllers there, so no limits,
+/// but the real placement: the init and exec'd processes are cloned into the cgroup).
+fn cgroup_v2_runtime(fx: &Fixture) -> Option<(LinuxRuntime, PathBuf)> {
+    let Some(mount) = berth_runtime::testing::cgroup2_mount() else {
+        eprintln!("skipped: no cgroup2 mount");
+        return None;
+    };
+    let mut config = fx.runtime.config().clone();
+    config.cgroup_root = mount.clone();
+    config.cgroup_parent = PathBuf::from(format!("/berth-test-v2-{}", std::process::id()));
+    let runtime = LinuxRuntime::new(config, Arc::new(berth_runtime::syscall::LinuxSyscall));
+    Some((runtime, mount))
+}
+
+fn cgroup_v2_places_the_init_and_execs_in_the_container_cgroup(fx: &Fixture) {
+    let Some((runtime, root)) = cgroup_v2_runtime(fx) else {
+        return;
+    };
+    let config = fx.config("v2", &["sleep", "1000"]);
+    let dir = root
+        .join(runtime.config().cgroup_parent.strip_prefix("/").unwrap())
+        .join(config.id.as_str());
+    let c = start_on(&runtime, config);
+    let init_pid = runtime.state(&c.id).unwrap().init_pid.unwrap();
+    let expected = format!("{}/{}", runtime.config().cgroup_parent.display(), c.id);
+    let unified_line = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+    };
+    assert_eq!(unified_line(init_pid).as_deref(), Some(expected.as_str()));
+
+    // Inside: the cgroup namespace is rooted at the container's cgroup, and the cgroup2 file
+    // system mounted at /sys/fs/cgroup is that cgroup, holding the init and the exec'd shell.
+    let out = runtime
+        .exec(
+            &c.id,
+            ExecConfig::new([
+                "sh",
+                "-c",
+                "grep '^0::' /proc/self/cgroup; wc -l < /sys/fs/cgroup/cgroup.procs",
+            ]),
+            CAPTURE,
+        )
+        .expect("exec");
+    assert_eq!(out.status.code, 0, "{out:?}");
+    // At least the init and the shell.
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("0::/"), "{stdout}");
+    let procs: usize = lines.next().unwrap_or("").trim().parse().unwrap_or(0);
+    assert!(
+        procs >= 2,
+        "init and exec'd processes in the cgroup: {stdout}"
+    );
+
+    // From the host: an exec'd process is in the same cgroup as the init.
+    let exec = host_cgroup_of_an_exec(&runtime, &c.id, init_pid, "3");
+    let exec_line = exec.lines().find_map(|l| l.strip_prefix("0::"));
+    assert_eq!(exec_line, Some(expected.as_str()), "{exec}");
+
+    drop(c);
+    assert!(!dir.exists(), "cgroup left: {}", dir.display());
+    let parent = dir.parent().unwrap().to_path_buf();
+    let _ = std::fs::remove_dir(&parent);
 }
 
 /// An exec shim that is our child.
@@ -575,18 +662,7 @@ fn zygote_forks_sandbox_shims_and_shims_and_comes_back_after_a_kill(fx: &Fixture
     let run = |name: &str| {
         let mut config = fx.config(name, &["sh", "-c", "hostname; echo from-zygote; exit 3"]);
         sandbox.sandbox.join(&mut config.namespaces);
-        let id = config.id.clone();
-        rt.create(
-            config,
-            CreateOptions {
-                detach: true,
-                attach: false,
-                start: false,
-            },
-        )
-        .expect("create");
-        let guard = Guard { runtime: rt, id };
-        rt.start(&guard.id).expect("start");
+        let guard = start_on(rt, config);
         let exit = rt.wait(&guard.id).unwrap();
         assert_eq!(exit.code, 3);
         let log = fx.log(&guard.id);
@@ -663,6 +739,10 @@ fn main() {
         (
             "half_created_and_failed_sandboxes_leave_nothing",
             half_created_and_failed_sandboxes_leave_nothing,
+        ),
+        (
+            "cgroup_v2_places_the_init_and_execs_in_the_container_cgroup",
+            cgroup_v2_places_the_init_and_execs_in_the_container_cgroup,
         ),
     ];
     container_support::run(tests, Fixture::new);

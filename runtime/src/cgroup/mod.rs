@@ -235,8 +235,25 @@ pub trait CgroupManager: Send + Sync + std::fmt::Debug {
     /// into the cgroup ([`join_self`]). On v1 they are the `tasks` files: moving the calling
     /// thread alone lets the kernel skip its global threadgroup lock, whose RCU grace period
     /// makes every `cgroup.procs` write of a pid cost 5–8 ms on an idle host (0.05 ms this way).
-    /// On v2, `cgroup.procs`.
+    /// On v2, `cgroup.procs`: the fallback for a process not cloned into the cgroup
+    /// ([`placement_dir`](Self::placement_dir)).
     fn join_files(&self, path: &CgroupPath) -> Result<Vec<PathBuf>>;
+    /// The directory a child can be cloned straight into (`clone3(CLONE_INTO_CGROUP)`, v2
+    /// only), sparing it the [`join_files`](Self::join_files) write and the grace period a
+    /// `cgroup.procs` write waits for. `None` on v1.
+    fn placement_dir(&self, path: &CgroupPath) -> Result<Option<PathBuf>> {
+        let _ = path;
+        Ok(None)
+    }
+    /// Make the cgroup's directory, without limits or device filter yet, for a child to be
+    /// cloned into ([`placement_dir`](Self::placement_dir)); [`create`](Self::create) must
+    /// follow before the child runs anything the cgroup should hold in. A shim does the slow
+    /// part of `create` (loading the v2 device program) while the init it just cloned sets up
+    /// its namespaces. `None` on v1, where nothing is made.
+    fn create_for_placement(&self, path: &CgroupPath) -> Result<Option<PathBuf>> {
+        let _ = path;
+        Ok(None)
+    }
     /// Processes currently in the cgroup itself (not in cgroups nested below it).
     fn pids(&self, path: &CgroupPath) -> Result<Vec<Pid>>;
     /// Send `signal` to every process in the cgroup and in the cgroups nested below it (freezing
@@ -300,6 +317,14 @@ pub fn detect(cgroup_root: &Path, mountinfo: &Path) -> Result<Box<dyn CgroupMana
     Ok(manager(layout))
 }
 
+/// Whether a cgroup2 file system is at (or above) `cgroup_root`: one `statfs`, against
+/// [`detect`]'s read of mountinfo. A shim asks it to decide whether to detect the layout
+/// before forking the init (v2, whose init is cloned into its cgroup) or after (v1).
+pub fn root_is_unified(cgroup_root: &Path) -> bool {
+    nix::sys::statfs::statfs(cgroup_root)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
 /// The manager of a layout detected earlier (a shim gets the runtime's, rather than reading
 /// mountinfo again: with many pods it holds hundreds of lines).
 pub fn manager(layout: Layout) -> Box<dyn CgroupManager> {
@@ -355,6 +380,25 @@ mod tests {
 
     fn root() -> &'static Path {
         Path::new("/sys/fs/cgroup")
+    }
+
+    #[test]
+    fn only_a_cgroup2_file_system_is_a_unified_root() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!root_is_unified(dir.path()));
+        assert!(!root_is_unified(&dir.path().join("missing")));
+        // This machine: a hybrid host's v2 mount, or a pure v2 host's root.
+        let content = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for mount in mountinfo::parse(&content) {
+            if mount.mount_point.starts_with("/sys/fs/cgroup") {
+                assert_eq!(
+                    root_is_unified(&mount.mount_point),
+                    mount.fs_type == "cgroup2",
+                    "{}",
+                    mount.mount_point.display()
+                );
+            }
+        }
     }
 
     #[test]

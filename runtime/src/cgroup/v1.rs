@@ -653,6 +653,20 @@ mod tests {
     }
 
     #[test]
+    fn v1_has_no_placement_and_makes_nothing_for_it() {
+        let (_dir, _fake, manager, _path) = setup();
+        let path = CgroupPath::new("/berth/not-made");
+        assert_eq!(manager.create_for_placement(&path).unwrap(), None);
+        assert_eq!(manager.placement_dir(&path).unwrap(), None);
+        assert!(
+            manager
+                .hierarchy_dirs(&path)
+                .iter()
+                .all(|(_, dir)| !dir.exists())
+        );
+    }
+
+    #[test]
     fn delete_of_a_missing_cgroup_is_fine() {
         let (_dir, _fake, manager, _path) = setup();
         manager

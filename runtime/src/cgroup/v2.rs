@@ -65,6 +65,19 @@ impl LinuxCgroupV2 {
         Ok(self.root.join(path.relative()?))
     }
 
+    /// Make the cgroup's directory and its parents, enabling the controllers on the way down
+    /// (a level can only enable what its parent enabled for it). Returns the directory.
+    fn make_dirs(&self, path: &CgroupPath) -> Result<PathBuf> {
+        let relative = path.relative()?;
+        let mut dir = self.root.clone();
+        for component in relative.components() {
+            self.enable_controllers(&dir)?;
+            dir.push(component);
+            files::create_dir(&dir)?;
+        }
+        Ok(dir)
+    }
+
     /// Enable in `dir`'s `cgroup.subtree_control` those of [`CONTROLLERS`] its
     /// `cgroup.controllers` offers and that are not enabled yet. A controller the kernel refuses
     /// is logged and left out; a limit that needs it fails later with `ControllerMissing`.
@@ -180,14 +193,7 @@ impl CgroupManager for LinuxCgroupV2 {
     }
 
     fn create(&self, path: &CgroupPath, resources: &Resources) -> Result<()> {
-        let relative = path.relative()?;
-        // Top-down: a level can only enable what its parent enabled for it.
-        let mut dir = self.root.clone();
-        for component in relative.components() {
-            self.enable_controllers(&dir)?;
-            dir.push(component);
-            files::create_dir(&dir)?;
-        }
+        let dir = self.make_dirs(path)?;
         if let Some(rules) = resources.devices.rules() {
             self.device_filter
                 .attach(&dir, &rules)
@@ -241,6 +247,14 @@ impl CgroupManager for LinuxCgroupV2 {
 
     fn join_files(&self, path: &CgroupPath) -> Result<Vec<PathBuf>> {
         Ok(vec![self.dir(path)?.join("cgroup.procs")])
+    }
+
+    fn placement_dir(&self, path: &CgroupPath) -> Result<Option<PathBuf>> {
+        self.dir(path).map(Some)
+    }
+
+    fn create_for_placement(&self, path: &CgroupPath) -> Result<Option<PathBuf>> {
+        self.make_dirs(path).map(Some)
     }
 
     fn pids(&self, path: &CgroupPath) -> Result<Vec<Pid>> {
@@ -378,6 +392,27 @@ mod tests {
             ..Resources::default()
         };
         manager.create(&path, &all).unwrap();
+        assert_eq!(filter.attached().len(), 1);
+    }
+
+    #[test]
+    fn a_cgroup_made_for_placement_gets_its_filter_and_limits_from_create() {
+        let (dir, fake, manager, path, filter) = setup_recording(ALL);
+        let made = manager.create_for_placement(&path).unwrap();
+        assert_eq!(made, Some(dir.path().join("berth/c1")));
+        assert_eq!(manager.placement_dir(&path).unwrap(), made);
+        // Controllers are enabled on the way down, so the child is born where limits work.
+        assert_eq!(fake.read("cgroup.subtree_control"), "+cpu +memory +pids");
+        assert!(filter.attached().is_empty());
+        let before = fake.read("berth/c1/pids.max");
+
+        let resources = Resources {
+            pids_limit: Some(5),
+            ..Resources::default()
+        };
+        manager.create(&path, &resources).unwrap();
+        assert_ne!(before, "5");
+        assert_eq!(fake.read("berth/c1/pids.max"), "5");
         assert_eq!(filter.attached().len(), 1);
     }
 

@@ -12,6 +12,7 @@
 //! its own children. Orphans that escape its namespace's teardown reparent to the shim, which
 //! is a subreaper and reaps them.
 
+pub(crate) mod fork;
 pub mod init;
 pub mod seccomp;
 

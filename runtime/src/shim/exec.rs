@@ -30,6 +30,7 @@ use crate::cgroup::{self, CgroupPath};
 use crate::container::config::ContainerConfig;
 use crate::container::exec::ExecConfig;
 use crate::container::state::ExitStatus;
+use crate::process::fork::fork_into_cgroup;
 use crate::process::init::{StatusMessage, apply_rlimits, reset_signals};
 use crate::process::{
     CapabilityPlan, InitError, apply_identity, complete_env, find_executable, home_of,
@@ -236,15 +237,36 @@ fn start(syscall: &dyn Syscall, args: &ExecArgs) -> Result<Child, ExecError> {
     if crate::container::process_start_time(args.init_pid) != Some(args.init_start_time) {
         return Err(not_running());
     }
-    let cgroup_join = cgroup::manager(args.cgroup_layout.clone())
-        .join_files(&args.cgroup_path)
-        .map_err(|_| {
-            InitError::Sync(SyscallError::path(
-                "cgroup",
-                &args.cgroup_root,
-                Errno::EINVAL,
-            ))
-        })?;
+    let cgroups = cgroup::manager(args.cgroup_layout.clone());
+    let bad_cgroup = |_| {
+        InitError::Sync(SyscallError::path(
+            "cgroup",
+            &args.cgroup_root,
+            Errno::EINVAL,
+        ))
+    };
+    let mut cgroup_join = cgroups.join_files(&args.cgroup_path).map_err(bad_cgroup)?;
+    // On v2 the process is cloned straight into the container's cgroup (`process::fork`).
+    let placement = match cgroups
+        .placement_dir(&args.cgroup_path)
+        .map_err(bad_cgroup)?
+    {
+        Some(dir) => Some(
+            nix::fcntl::open(
+                &dir,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| {
+                if e == Errno::ENOENT {
+                    not_running()
+                } else {
+                    ExecError::Setup(InitError::Sync(SyscallError::path("open", &dir, e)))
+                }
+            })?,
+        ),
+        None => None,
+    };
 
     let (pid_joins, joins): (Vec<_>, Vec<_>) = joins
         .into_iter()
@@ -273,7 +295,12 @@ fn start(syscall: &dyn Syscall, args: &ExecArgs) -> Result<Child, ExecError> {
         .into();
 
     // SAFETY: the exec shim is single-threaded, so the child may run ordinary code after fork.
-    let fork = unsafe { nix::unistd::fork() }.map_err(kernel("fork", "exec"))?;
+    let (fork, placed) = unsafe { fork_into_cgroup(placement.as_ref().map(|fd| fd.as_fd())) }
+        .map_err(kernel("fork", "exec"))?;
+    drop(placement);
+    if placed {
+        cgroup_join.clear();
+    }
     let pid = match fork {
         ForkResult::Child => {
             drop((status.0, stdout.0, stderr.0, signals));

@@ -21,6 +21,7 @@ use crate::container::RuntimeError;
 use crate::container::config::{ContainerConfig, NamespaceMode};
 use crate::container::state::{ExitStatus, State, StateError};
 use crate::logs::{CriLogWriter, LogError, Stream};
+use crate::process::fork::fork_into_cgroup;
 use crate::process::init::{self, InitContext, StatusMessage};
 use crate::syscall::{LinuxSyscall, Syscall, SyscallError};
 
@@ -371,8 +372,38 @@ impl<'a> Shim<'a> {
             .map_err(errno("signalfd", "forwarded signals"))
             .map_err(kernel(&id, "signals"))?;
 
+        // The cgroup is made after the fork, while the init unshares its namespaces and makes
+        // the overlay directories. On v2, its directory is made first and the init cloned
+        // straight into it, which spares the init the grace period of a `cgroup.procs` write
+        // (`process::fork`). On v1 the layout is detected after the fork too, unless the
+        // runtime knew it already (`berth run` does not).
+        let known = match args.cgroup_layout.clone() {
+            Some(layout) => Some(cgroup::manager(layout)),
+            None if cgroup::root_is_unified(&args.cgroup_root) => Some(
+                cgroup::detect(&args.cgroup_root, Path::new("/proc/self/mountinfo"))
+                    .map_err(cgroup_err)?,
+            ),
+            None => None,
+        };
+        let mut placement = None;
+        if let Some(cgroups) = known {
+            let cgroups = cgroups_out.insert(cgroups);
+            if let Some(dir) = cgroups
+                .create_for_placement(&args.cgroup_path)
+                .map_err(cgroup_err)?
+            {
+                let fd = nix::fcntl::open(
+                    &dir,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| kernel(&id, "cgroup")(SyscallError::path("open", &dir, e)))?;
+                placement = Some(fd);
+            }
+        }
+
         // SAFETY: the shim is single-threaded, so the child may run ordinary code after fork.
-        let fork = unsafe { nix::unistd::fork() }
+        let (fork, placed) = unsafe { fork_into_cgroup(placement.as_ref().map(|fd| fd.as_fd())) }
             .map_err(errno("fork", "init"))
             .map_err(kernel(&id, "fork"))?;
         let init = match fork {
@@ -383,6 +414,7 @@ impl<'a> Shim<'a> {
                     pipes.stderr.0,
                     pipes.cgroup_ready.1,
                     signals,
+                    placement,
                 ));
                 let ctx = InitContext {
                     config: &config,
@@ -409,28 +441,32 @@ impl<'a> Shim<'a> {
             stdin,
             joins,
             pipes.cgroup_ready.0,
+            placement,
         ));
 
-        // The cgroup is made after the fork, while the init unshares its namespaces and makes
-        // the overlay directories; the layout too, when the runtime had not detected it yet
-        // (`berth run`). A failure kills the init before it joins; otherwise it is told where
-        // to join and what to mount (`cgroup_ready`).
-        let cgroups = match args.cgroup_layout.clone() {
-            Some(layout) => cgroup::manager(layout),
+        // A failure kills the init before it joins; otherwise it is told where to join (nowhere
+        // when it was born in the cgroup) and what to mount (`cgroup_ready`).
+        let cgroups = match cgroups_out.take() {
+            Some(cgroups) => cgroups,
             None => match cgroup::detect(&args.cgroup_root, Path::new("/proc/self/mountinfo")) {
                 Ok(cgroups) => cgroups,
                 Err(source) => return Err(abandon(init, cgroup_err(source))),
             },
         };
         let cgroups = cgroups_out.insert(cgroups);
-        let ready = cgroups.join_files(&args.cgroup_path).and_then(|join| {
+        let ready = (|| {
+            let join = if placed {
+                Vec::new()
+            } else {
+                cgroups.join_files(&args.cgroup_path)?
+            };
             cgroups.create(&args.cgroup_path, &config.resources)?;
             Ok(init::CgroupReady {
                 version: cgroups.version(),
                 dirs: cgroups.hierarchy_dirs(&args.cgroup_path),
                 join,
             })
-        });
+        })();
         let ready = match ready {
             Ok(ready) => ready,
             Err(source) => return Err(abandon(init, cgroup_err(source))),
