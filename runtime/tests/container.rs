@@ -602,6 +602,37 @@ fn started_at_create_runs_without_the_fifo(fx: &Fixture) {
     drop(guard);
 }
 
+/// `rm -f` of a running container races the shim: the first SIGKILL ends the init, and the
+/// shim deletes the cgroup while the delete still freezes and signals what is left in it. The
+/// cgroup going away under it means the job is done, not an error.
+fn force_delete_of_running_containers_races_the_shim_cleanly(fx: &Fixture) {
+    for round in 0..20 {
+        let mut config = fx.config(
+            &format!("rmf{round}"),
+            &["sh", "-c", "sleep 100 & sleep 100 & exec sleep 100"],
+        );
+        config.id = format!("t-rmf{round}-{}", std::process::id())
+            .parse()
+            .unwrap();
+        let start = CreateOptions {
+            detach: true,
+            attach: false,
+            start: true,
+        };
+        let id = config.id.clone();
+        let guard = Guard {
+            runtime: &fx.runtime,
+            id: id.clone(),
+        };
+        fx.runtime.create(config, start).expect("create");
+        if let Err(err) = fx.runtime.delete(&id, true) {
+            panic!("round {round}: rm -f failed: {err:?}");
+        }
+        drop(guard);
+        assert_nothing_left(fx, &id);
+    }
+}
+
 fn logs_and_cleanup_after_delete(fx: &Fixture) {
     let (exit, log, guard) = fx.run(fx.config("logs", &["sh", "-c", "echo out; echo err >&2"]));
     assert_eq!(exit.code, 0);
@@ -749,6 +780,10 @@ fn main() {
         (
             "pid1_hostname_and_isolated_proc",
             pid1_hostname_and_isolated_proc,
+        ),
+        (
+            "force_delete_of_running_containers_races_the_shim_cleanly",
+            force_delete_of_running_containers_races_the_shim_cleanly,
         ),
         (
             "docker_capabilities_no_new_privs_and_seccomp",

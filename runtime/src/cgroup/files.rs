@@ -139,6 +139,21 @@ pub(super) fn read_pids(procs: &Path) -> Result<Vec<Pid>> {
         .collect()
 }
 
+/// The outcome of a round of killing the tasks of cgroup `dir` (`true`: it is empty), where
+/// an error counts as done if `dir` is gone: a container's shim deletes its cgroup once the
+/// last task exited, which can happen between a kill's reading of the task list and its
+/// writing to the freezer (an `rm -f` racing the shim's own teardown).
+pub(super) fn done_unless_gone(dir: &Path, round: Result<bool>) -> Result<bool> {
+    match round {
+        Err(err) if dir.exists() => Err(err),
+        Err(err) => {
+            tracing::debug!(cgroup = %dir.display(), %err, "cgroup deleted during the kill");
+            Ok(true)
+        }
+        ok => ok,
+    }
+}
+
 /// The pids in `cgroup.procs` of `dir` and of every cgroup below it. A cgroup that disappears
 /// while it is being listed contributes nothing.
 pub(super) fn subtree_pids(dir: &Path) -> Result<Vec<Pid>> {
@@ -282,6 +297,26 @@ mod tests {
 
     fn p() -> &'static Path {
         Path::new("/fake/file")
+    }
+
+    #[test]
+    fn a_failed_kill_round_is_done_only_when_the_cgroup_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let failed = || Err(write_error(&dir.path().join("freezer.state")));
+        assert!(done_unless_gone(dir.path(), failed()).is_err());
+        assert!(!done_unless_gone(dir.path(), Ok(false)).unwrap());
+        assert!(done_unless_gone(dir.path(), Ok(true)).unwrap());
+        let gone = dir.path().join("gone");
+        assert!(done_unless_gone(&gone, failed()).unwrap());
+        assert!(!done_unless_gone(&gone, Ok(false)).unwrap());
+    }
+
+    fn write_error(path: &Path) -> CgroupError {
+        CgroupError::Write {
+            path: path.to_path_buf(),
+            value: "FROZEN".to_owned(),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        }
     }
 
     #[test]

@@ -188,23 +188,26 @@ impl LinuxCgroupV1 {
             .filter(|dir| dir.join("freezer.state").exists());
         let start = Instant::now();
         loop {
-            let signalled = match &freezer {
-                Some(freezer) => {
-                    self.freeze(freezer, "FROZEN")?;
-                    let result = files::signal_subtree(&primary, Signal::SIGKILL);
-                    // Thaw even if signalling failed, or the tasks stay frozen forever.
-                    let thawed = self.freeze(freezer, "THAWED");
-                    let signalled = result?;
-                    thawed?;
-                    signalled
+            let round = || -> Result<bool> {
+                match &freezer {
+                    Some(freezer) => {
+                        self.freeze(freezer, "FROZEN")?;
+                        let result = files::signal_subtree(&primary, Signal::SIGKILL);
+                        // Thaw even if signalling failed, or the tasks stay frozen forever.
+                        let thawed = self.freeze(freezer, "THAWED");
+                        result?;
+                        thawed?;
+                    }
+                    None => {
+                        files::signal_subtree(&primary, Signal::SIGKILL)?;
+                    }
                 }
-                None => files::signal_subtree(&primary, Signal::SIGKILL)?,
+                files::wait_until(POLL_INTERVAL * 5, || {
+                    Ok(files::subtree_pids(&primary)?.is_empty())
+                })
             };
-            let empty = files::wait_until(POLL_INTERVAL * 5, || {
-                Ok(files::subtree_pids(&primary)?.is_empty())
-            })?;
-            if empty {
-                tracing::debug!(cgroup = %path, signalled, "cgroup emptied");
+            if files::done_unless_gone(&primary, round())? {
+                tracing::debug!(cgroup = %path, "cgroup emptied");
                 return Ok(());
             }
             if start.elapsed() >= self.kill_timeout {

@@ -157,18 +157,21 @@ impl LinuxCgroupV2 {
         let has_freeze = dir.join("cgroup.freeze").exists();
         let start = Instant::now();
         loop {
-            if has_kill {
-                files::write(&kill_file, "1")?;
-            } else if has_freeze {
-                Self::set_frozen(dir, true)?;
-                let result = files::signal_subtree(dir, Signal::SIGKILL);
-                let thawed = Self::set_frozen(dir, false);
-                result?;
-                thawed?;
-            } else {
-                files::signal_subtree(dir, Signal::SIGKILL)?;
-            }
-            if files::wait_until(POLL_INTERVAL * 5, || Self::is_empty(dir))? {
+            let round = || -> Result<bool> {
+                if has_kill {
+                    files::write(&kill_file, "1")?;
+                } else if has_freeze {
+                    Self::set_frozen(dir, true)?;
+                    let result = files::signal_subtree(dir, Signal::SIGKILL);
+                    let thawed = Self::set_frozen(dir, false);
+                    result?;
+                    thawed?;
+                } else {
+                    files::signal_subtree(dir, Signal::SIGKILL)?;
+                }
+                files::wait_until(POLL_INTERVAL * 5, || Self::is_empty(dir))
+            };
+            if files::done_unless_gone(dir, round())? {
                 return Ok(());
             }
             if start.elapsed() >= self.kill_timeout {
