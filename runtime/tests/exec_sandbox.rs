@@ -675,18 +675,7 @@ fn zygote_forks_sandbox_shims_and_shims_and_comes_back_after_a_kill(fx: &Fixture
     // exec (as probes do) through the zygote: output, exit code and an exec that fails.
     let mut config = fx.config("zyg-exec", &["sleep", "30"]);
     sandbox.sandbox.join(&mut config.namespaces);
-    let id = config.id.clone();
-    rt.create(
-        config,
-        CreateOptions {
-            detach: true,
-            attach: false,
-            start: false,
-        },
-    )
-    .expect("create");
-    let sleeper = Guard { runtime: rt, id };
-    rt.start(&sleeper.id).expect("start");
+    let sleeper = start_on(rt, config);
     let exec = |args: &[&str]| rt.exec(&sleeper.id, ExecConfig::new(args.iter().copied()), CAPTURE);
     let out = exec(&["sh", "-c", "hostname; echo oops >&2; exit 7"]).expect("exec");
     assert_eq!(out.status.code, 7);

@@ -9,13 +9,25 @@
 //! (one start every 300 ms; back to back, when the lock's grace period is still fresh,
 //! from 6–7 ms to 3–5 ms).
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use nix::unistd::{ForkResult, Pid};
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7). libc's constant is an overflowing `c_int`.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Open a cgroup v2 directory for [`fork_into_cgroup`].
+pub(crate) fn open_cgroup(dir: &Path) -> Result<OwnedFd, Errno> {
+    nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
 
 /// `fork(2)`; with `cgroup` (a cgroup v2 directory), `clone3(CLONE_INTO_CGROUP)` so the child
 /// starts in that cgroup. Returns whether it did: `false` when no cgroup was asked for or the
@@ -107,7 +119,7 @@ mod tests {
             eprintln!("skipped: cannot make a cgroup (not root?)");
             return;
         }
-        let cgroup = std::fs::File::open(&dir).unwrap();
+        let cgroup = open_cgroup(&dir).unwrap();
         // Made before the fork: the test harness is multi-threaded, so the child may not
         // allocate.
         let want = format!("0::/{name}\n").into_bytes();

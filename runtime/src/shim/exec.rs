@@ -30,7 +30,7 @@ use crate::cgroup::{self, CgroupPath};
 use crate::container::config::ContainerConfig;
 use crate::container::exec::ExecConfig;
 use crate::container::state::ExitStatus;
-use crate::process::fork::fork_into_cgroup;
+use crate::process::fork::{fork_into_cgroup, open_cgroup};
 use crate::process::init::{StatusMessage, apply_rlimits, reset_signals};
 use crate::process::{
     CapabilityPlan, InitError, apply_identity, complete_env, find_executable, home_of,
@@ -251,20 +251,13 @@ fn start(syscall: &dyn Syscall, args: &ExecArgs) -> Result<Child, ExecError> {
         .placement_dir(&args.cgroup_path)
         .map_err(bad_cgroup)?
     {
-        Some(dir) => Some(
-            nix::fcntl::open(
-                &dir,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| {
-                if e == Errno::ENOENT {
-                    not_running()
-                } else {
-                    ExecError::Setup(InitError::Sync(SyscallError::path("open", &dir, e)))
-                }
-            })?,
-        ),
+        Some(dir) => Some(open_cgroup(&dir).map_err(|e| {
+            if e == Errno::ENOENT {
+                not_running()
+            } else {
+                ExecError::Setup(InitError::Sync(SyscallError::path("open", &dir, e)))
+            }
+        })?),
         None => None,
     };
 

@@ -21,7 +21,7 @@ use crate::container::RuntimeError;
 use crate::container::config::{ContainerConfig, NamespaceMode};
 use crate::container::state::{ExitStatus, State, StateError};
 use crate::logs::{CriLogWriter, LogError, Stream};
-use crate::process::fork::fork_into_cgroup;
+use crate::process::fork::{fork_into_cgroup, open_cgroup};
 use crate::process::init::{self, InitContext, StatusMessage};
 use crate::syscall::{LinuxSyscall, Syscall, SyscallError};
 
@@ -392,12 +392,8 @@ impl<'a> Shim<'a> {
                 .create_for_placement(&args.cgroup_path)
                 .map_err(cgroup_err)?
             {
-                let fd = nix::fcntl::open(
-                    &dir,
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| kernel(&id, "cgroup")(SyscallError::path("open", &dir, e)))?;
+                let fd = open_cgroup(&dir)
+                    .map_err(|e| kernel(&id, "cgroup")(SyscallError::path("open", &dir, e)))?;
                 placement = Some(fd);
             }
         }
